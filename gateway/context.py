@@ -1,0 +1,115 @@
+"""The per-request context object that every pipeline stage reads and fills in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import Limits
+from gateway.schemas import Operation
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a gateway key resolved by auth, or the anonymous demo caller."""
+
+    name: str
+    team: str | None = None
+    key_hash: str | None = None
+    # None means every alias; otherwise the aliases this key may call.
+    models: frozenset[str] | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    limits: Limits | None = None  # the key's own rate limits
+
+    def may_use(self, alias: str) -> bool:
+        return self.models is None or alias in self.models
+
+
+ANONYMOUS = Principal(name="anonymous")
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self, *, details: bool = True) -> dict[str, Any]:
+        """The OpenAI `usage` object (prompt tokens include cached ones, as OpenAI counts them)."""
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens}
+        if details:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    operation: Operation
+    body: dict[str, Any]
+    alias: str
+    stream: bool
+    # Request headers the pipeline may consult (lower-cased names).
+    headers: dict[str, str]
+    principal: Principal = ANONYMOUS
+    started: float = field(default_factory=time.perf_counter)
+    deployment: str | None = None
+    provider: str | None = None
+    attempts: int = 0
+    # Seconds spent waiting on upstreams, summed over attempts, so overhead = total - upstream.
+    upstream_seconds: float = 0.0
+    first_byte_at: float | None = None
+    usage: Usage | None = None
+    status: int = 200
+    error_type: str | None = None
+    # Response headers stages want added (rate-limit counters, cache status, cost…).
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # --- cache ---
+    # True when the answer came from the response cache: no upstream call was made, and `usage`
+    # holds the usage stored with the entry (what the call cost when it was made: the saving).
+    cache_hit: bool = False
+    # Set to a list by a stage that wants to observe a stream: the pipeline appends every piece of
+    # OpenAI SSE bytes sent to the client (the last is `data: [DONE]` when the stream completed).
+    capture: list[bytes] | None = None
+    # The cache stage's per-request state (gateway.stages.cache).
+    cache_state: object | None = None
+    # --- end cache ---
+    # What the rate limiter reserved for this request (gateway/ratelimit), reconciled at settle.
+    ratelimit: Any = None
+    # --- routing ---
+    # The alias that served, when a fallback did (else None).
+    served_alias: str | None = None
+    # Per-attempt statistics the routing stage writes in the settle batch (gateway.store.routing).
+    route_observations: list[Any] = field(default_factory=list)
+    # Deployment whose in-flight count the request still holds (a stream, until it settles).
+    route_held: str | None = None
+    # Hedged attempts that lost and were cancelled (deployment ids): accounting charges them too.
+    cancelled_attempts: list[str] = field(default_factory=list)
+    # --- end routing ---
+    # --- accounting ---
+    # True once a stream reached the provider's end marker (False: cut, failed or cancelled).
+    stream_complete: bool = False
+    # The accounting stage's per-request state (its budget reservation, its writes).
+    accounting: object | None = None
+    # --- end accounting ---
+    # --- observability ---
+    # The call's cost in micro-USD as accounting priced it (None: unknown or not priced), for the access log.
+    cost_micro_usd: int | None = None
+    # --- end observability ---
+
+    @property
+    def client_wants_usage(self) -> bool:
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+    def overhead_ms(self, now: float | None = None) -> float:
+        end = time.perf_counter() if now is None else now
+        return max(0.0, (end - self.started - self.upstream_seconds) * 1000.0)

@@ -1,0 +1,252 @@
+"""The gateway's closed error hierarchy.
+
+Every failure a client can see is one of these. Each class knows its HTTP status and the OpenAI
+error `type`/`code`, so the OpenAI SDKs raise their usual exception classes (401 →
+AuthenticationError, 429 → RateLimitError, …). Foreign exceptions are mapped to these where they
+enter the gateway; nothing else reaches the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+
+class GatewayError(Exception):
+    """Base class: an error with an HTTP status and an OpenAI-shaped body."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+    # Whether the router may try another attempt (same or other deployment) after this error.
+    retryable_default: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code if code is not None else self.default_code
+        self.param = param
+        self.headers: dict[str, str] = dict(headers) if headers else {}
+        self._status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.retryable_default
+
+    @property
+    def http_status(self) -> int:
+        return self._status if self._status is not None else self.status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_body(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+class InvalidRequestError(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    default_code = "context_length_exceeded"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status = 403
+    error_type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    default_code = "model_not_found"
+
+
+class MethodNotAllowedError(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLargeError(GatewayError):
+    status = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(GatewayError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(GatewayError):
+    status = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class InternalError(GatewayError):
+    status = 500
+    error_type = "api_error"
+    default_code = "internal_error"
+
+
+class StoreUnavailableError(GatewayError):
+    status = 503
+    error_type = "api_error"
+    default_code = "store_unavailable"
+
+
+class UpstreamError(GatewayError):
+    """An error answered by a provider, carried with the provider's own status and message.
+
+    `retryable` is decided per instance: 408/409/429/5xx may go to another attempt, other 4xx never.
+    """
+
+    error_type = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        provider: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, param=param, headers=headers, status=status)
+        self._error_type = error_type or _type_for_status(status)
+        self.retry_after = retry_after
+        self.provider = provider
+
+    @property
+    def retryable(self) -> bool:
+        return self.http_status in (408, 409, 429) or self.http_status >= 500
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["error"]["type"] = self._error_type
+        return body
+
+
+class UpstreamConnectError(GatewayError):
+    status = 502
+    error_type = "api_error"
+    default_code = "upstream_connect_error"
+    retryable_default = True
+
+
+class UpstreamAuthError(GatewayError):
+    """A provider refused the gateway's own credentials: a gateway-side fault, so another deployment
+    may well work."""
+
+    status = 502
+    error_type = "api_error"
+    default_code = "upstream_auth_error"
+    retryable_default = True
+
+
+class UpstreamTimeoutError(GatewayError):
+    status = 504
+    error_type = "api_error"
+    default_code = "upstream_timeout"
+    retryable_default = True
+
+
+class UpstreamProtocolError(GatewayError):
+    """The provider answered something the gateway cannot read (bad JSON, broken stream)."""
+
+    status = 502
+    error_type = "api_error"
+    default_code = "bad_upstream_response"
+    retryable_default = True
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    deployment: str
+    error_type: str
+    status: int
+
+
+class AllAttemptsFailedError(GatewayError):
+    """Every attempt of the fallback chain failed: reported with the last error's status and type,
+    listing each attempt (deployment, error type, status), never credentials."""
+
+    def __init__(self, last: GatewayError, attempts: Sequence[AttemptRecord]) -> None:
+        summary = "; ".join(f"{a.deployment}: {a.error_type} ({a.status})" for a in attempts)
+        message = last.message if len(attempts) <= 1 else f"{last.message} [attempts: {summary}]"
+        super().__init__(message, code=last.code, param=last.param, headers=last.headers,
+                         status=last.http_status)
+        self.last = last
+        self.attempts = list(attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.last.to_dict()
+        body["error"]["message"] = self.message
+        if len(self.attempts) > 1:
+            body["error"]["attempts"] = [
+                {"deployment": a.deployment, "type": a.error_type, "status": a.status}
+                for a in self.attempts
+            ]
+        return body
+
+
+def _type_for_status(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 429:
+        return "rate_limit_error"
+    if 400 <= status < 500:
+        return "invalid_request_error"
+    return "api_error"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` (or `retry-after-ms`-style) header value; None if unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
