@@ -1,0 +1,69 @@
+"""Shared state behind one async contract: `RedisStore` for many replicas, `MemoryStore` as the
+embedded default for one process. Both pass the same contract tests.
+
+Features add operations here as pairs: a Redis implementation (a Lua script or commands queued on a
+pipeline) and an in-memory one with the same semantics. Writes that happen after a request (the
+settle step: reconciling limits, spend, statistics, the usage log) are collected from every stage as
+`StoreOp`s and sent together by `run_batch`, one round trip for the whole settle step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    """One queued write: `name` selects the store's implementation, `args` are its arguments.
+
+    `once` (request id, write id within the request) names a write that may be sent again (the
+    accounting retry queue): a store that cannot tell whether an earlier attempt applied (Redis with
+    `replica_acks`, see store/redis.py) applies it at most once."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    once: tuple[str, str] | None = None
+
+
+class Store(Protocol):
+    # True when operations complete without suspending (the embedded store): nothing can be cut
+    # short by a cancellation, so callers need not shield its writes.
+    in_process: bool
+
+    async def ping(self) -> bool:
+        """True when the store answers (readiness)."""
+        ...
+
+    async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+        """Apply every op in one round trip (a Redis pipeline); results in order. Raises
+        StoreUnavailableError when the store cannot be reached in time."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # --- accounting (gateway/store/accounting.py) ---
+    async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
+                             ttl: int) -> int: ...
+
+    async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]: ...
+
+    async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]: ...
+
+    async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]: ...
+    # --- end accounting ---
+
+
+def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
+                replica_acks: int = 0) -> Store:
+    """`redis_url` picks the topology: redis:// (one server), redis+sentinel://, redis-cluster:// (or
+    `cluster=True`); see gateway/store/topology.py. Empty: the in-process store."""
+    if redis_url:
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(redis_url, timeout=timeout, key_prefix=key_prefix, cluster=cluster,
+                          replica_acks=replica_acks)
+    from gateway.store.memory import MemoryStore
+
+    return MemoryStore()

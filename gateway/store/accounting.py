@@ -1,0 +1,298 @@
+"""Store operations for accounting, mixed into both stores (same semantics, one contract suite).
+
+Batch ops (settle step, one round trip with every other stage's writes):
+- `spend_add(day, ttl, dims, metrics)`: add each metric's integer to the field `<dim>|<metric>` of the
+  day's spend hash, for every dimension (`key|app`, `alias|gpt`, …); one EVAL.
+- `budget_adjust(tag, counters, delta, ttl)`: reconcile budget counters after the call (one EVALSHA).
+- `usage_append(fields, maxlen)`: one record on the usage log (XADD with `MAXLEN ~`).
+
+Direct ops (one round trip each):
+- `budget_reserve(tag, counters, limits, amount, ttl)`: 0 when `amount` fits under every limit (and
+  was added to every counter), else the 1-based index of the first counter that has no room.
+- `budget_read`, `spend_read(days)`, `usage_read(start_ms, end_ms, count)` for the admin API.
+
+Batch ops queue EVAL, not EVALSHA: redis-py's asyncio pipeline would otherwise check every batch's
+scripts with SCRIPT EXISTS (an extra round trip), and a bare EVALSHA fails the whole batch with
+NOSCRIPT after a Redis restart. The script text is a few hundred bytes; Redis caches its compiled
+form. Direct ops use registered scripts (EVALSHA, reloaded on NOSCRIPT).
+
+Budget counters of one principal share a hash tag, so the multi-key scripts work on Redis Cluster;
+the spend hash of a day is one key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreUnavailableError
+from gateway.store.scripts import ScriptOps, guarded
+
+T = TypeVar("T")
+
+_RESERVE = """
+local amount = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '0')
+  local limit = tonumber(ARGV[2 + i])
+  if current >= limit or current + amount > limit then
+    return i
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('INCRBY', key, amount)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+end
+return 0
+"""
+
+_ADJUST = """
+local delta = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  redis.call('INCRBY', key, delta)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+end
+return 0
+"""
+
+_SPEND = """
+local ndims = tonumber(ARGV[2])
+for m = 3 + ndims, #ARGV, 2 do
+  for d = 3, 2 + ndims do
+    redis.call('HINCRBY', KEYS[1], ARGV[d] .. '|' .. ARGV[m], ARGV[m + 1])
+  end
+end
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+def make_key(prefix: str, *parts: str, tag: str) -> str:
+    return ":".join((prefix, "{" + tag + "}", *parts))
+
+
+def usage_stream_key(prefix: str) -> str:
+    """The Redis Stream holding the usage log (also read by `gateway usage export`)."""
+    return make_key(prefix, "usage", tag="usage")
+
+
+def spend_key(prefix: str, day: str) -> str:
+    return make_key(prefix, "spend", day, tag=f"spend:{day}")
+
+
+def budget_key(prefix: str, tag: str, counter: str) -> str:
+    return make_key(prefix, "budget", counter, tag=f"budget:{tag}")
+
+
+class RedisAccountingOps(ScriptOps):
+    """Mixed into RedisStore: needs `client`, `timeout` and `prefix`."""
+
+    client: Any
+    timeout: float
+    prefix: str
+    _acct_scripts: dict[str, Any]
+
+    def _script(self, name: str, source: str) -> Any:
+        scripts = self.__dict__.setdefault("_acct_scripts", {})
+        script = scripts.get(name)
+        if script is None:
+            script = scripts[name] = self.client.register_script(source)
+        return script
+
+    async def _acct_call(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+
+    # batch ops ---------------------------------------------------------------------------------
+    # `once`: apply at most once (see StoreOp and scripts.guarded); only RedisStore with replica_acks
+    # passes it, never on Cluster (the marker would sit in another slot).
+    def queue_spend_add(self, pipe: Any, day: str, ttl: int, dims: Sequence[str],
+                        metrics: Sequence[tuple[str, int]], once: tuple[str, str] | None = None) -> None:
+        args: list[Any] = [ttl, len(dims), *dims]
+        for name, value in metrics:
+            args += (name, value)
+        if once is None:
+            self.queue_script(pipe, _SPEND, 1, spend_key(self.prefix, day), *args)
+        else:
+            self.queue_script(pipe, guarded(_SPEND), 2, spend_key(self.prefix, day), self.once_marker(once),
+                              *args, once[1])
+
+    def queue_budget_adjust(self, pipe: Any, tag: str, counters: Sequence[str], delta: int, ttl: int,
+                            once: tuple[str, str] | None = None) -> None:
+        keys = [budget_key(self.prefix, tag, c) for c in counters]
+        if once is None:
+            self.queue_script(pipe, _ADJUST, len(keys), *keys, delta, ttl)
+        else:
+            self.queue_script(pipe, guarded(_ADJUST), len(keys) + 1, *keys, self.once_marker(once), delta, ttl,
+                              once[1])
+
+    def queue_usage_append(self, pipe: Any, fields: dict[str, str], maxlen: int,
+                           once: tuple[str, str] | None = None) -> None:
+        # One JSON field rather than one stream field per column: the client encodes two arguments
+        # instead of forty on every request (see decode_record).
+        record = orjson.dumps(fields)
+        if once is None:
+            pipe.xadd(usage_stream_key(self.prefix), {RECORD_FIELD: record}, maxlen=maxlen, approximate=True)
+        else:
+            self.queue_script(pipe, guarded(_APPEND), 2, usage_stream_key(self.prefix), self.once_marker(once),
+                              maxlen, record, once[1])
+
+    # direct ops --------------------------------------------------------------------------------
+    async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
+                             ttl: int) -> int:
+        keys = [budget_key(self.prefix, tag, c) for c in counters]
+        script = self._script("reserve", _RESERVE)
+        return int(await self._acct_call(lambda: script(keys=keys, args=[amount, ttl, *limits])))
+
+    async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
+        keys = [budget_key(self.prefix, tag, c) for c in counters]
+        values = await self._acct_call(lambda: self.client.mget(keys))
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(spend_key(self.prefix, day))
+            return list(await pipe.execute())
+
+        results = await self._acct_call(read)
+        return {day: {_s(k): int(v) for k, v in raw.items()} for day, raw in zip(days, results, strict=True)}
+
+    async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]:
+        key = usage_stream_key(self.prefix)
+        entries = await self._acct_call(
+            lambda: self.client.xrange(key, min=f"{start_ms}-0", max=f"{end_ms}-18446744073709551615",
+                                       count=count))
+        return [decode_record(fields) for _id, fields in entries]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+RECORD_FIELD = "r"
+# The usage-log append as a script, for the guarded (apply-once) form only.
+_APPEND = f"""
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{RECORD_FIELD}', ARGV[2])
+"""
+
+
+def decode_record(fields: dict[Any, Any]) -> dict[str, str]:
+    """A usage-log stream entry → its record: the JSON field, or (entries written by earlier
+    versions) one stream field per column."""
+    packed = fields.get(RECORD_FIELD.encode()) or fields.get(RECORD_FIELD)
+    if packed is not None:
+        record = orjson.loads(packed)
+        if isinstance(record, dict):
+            return {str(k): str(v) for k, v in record.items()}
+    return {_s(k): _s(v) for k, v in fields.items()}
+
+
+# Usage-log records the embedded (in-process) store keeps: about 10 MB of the gateway's memory.
+MEMORY_USAGE_LOG_CAP = 10_000
+
+
+class MemoryAccountingOps:
+    """Mixed into MemoryStore: the same semantics in process (no expiry: counters are per period)."""
+
+    _acct_state: tuple[dict[str, int], dict[str, dict[str, int]], deque[tuple[int, dict[str, str]]]]
+
+    def _acct(self) -> tuple[dict[str, int], dict[str, dict[str, int]], deque[tuple[int, dict[str, str]]]]:
+        state = self.__dict__.get("_acct_state")
+        if state is None:
+            state = self.__dict__["_acct_state"] = ({}, {}, deque())
+        return state
+
+    def op_spend_add(self, day: str, ttl: int, dims: Sequence[str], metrics: Sequence[tuple[str, int]]) -> int:
+        spend = self._acct()[1].setdefault(day, {})
+        for metric, value in metrics:
+            for dim in dims:
+                name = f"{dim}|{metric}"
+                spend[name] = spend.get(name, 0) + value
+        return 0
+
+    def op_budget_adjust(self, tag: str, counters: Sequence[str], delta: int, ttl: int) -> int:
+        budgets = self._acct()[0]
+        for counter in counters:
+            key = f"{tag}\x00{counter}"
+            budgets[key] = budgets.get(key, 0) + delta
+        return 0
+
+    def op_usage_append(self, fields: dict[str, str], maxlen: int) -> str:
+        log = self._acct()[2]
+        ts = fields.get("ts", "")
+        now = int(ts) if ts.isdigit() else int(time.time() * 1000)
+        log.append((now, fields))
+        # The embedded store lives in the gateway's own memory: it keeps the most recent records
+        # only (a Redis Stream holds the configured bound, outside the gateway process).
+        bound = min(maxlen, MEMORY_USAGE_LOG_CAP)
+        while len(log) > bound:
+            log.popleft()
+        return f"{now}-0"
+
+    async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
+                             ttl: int) -> int:
+        budgets = self._acct()[0]
+        keys = [f"{tag}\x00{c}" for c in counters]
+        for i, (key, limit) in enumerate(zip(keys, limits, strict=True), start=1):
+            current = budgets.get(key, 0)
+            if current >= limit or current + amount > limit:
+                return i
+        for key in keys:
+            budgets[key] = budgets.get(key, 0) + amount
+        return 0
+
+    async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
+        budgets = self._acct()[0]
+        return [budgets.get(f"{tag}\x00{c}", 0) for c in counters]
+
+    async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        spend = self._acct()[1]
+        return {day: dict(spend.get(day, {})) for day in days}
+
+    async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]:
+        out = []
+        for ts, fields in self._acct()[2]:
+            if start_ms <= ts <= end_ms:
+                out.append(dict(fields))
+                if len(out) >= count:
+                    break
+        return out
+
+
+# --- the usage log, read synchronously (the `gateway usage export` CLI) ---
+EXPORT_PAGE = 1000
+
+
+def read_usage_stream(url: str, prefix: str, start_ms: int, end_ms: int | None) -> Iterator[dict[str, str]]:
+    """Every usage-log record from `start_ms` (to `end_ms`), paging through XRANGE so any length streams
+    in bounded memory. Raises StoreUnavailableError when Redis cannot be read."""
+    from gateway.store.topology import sync_client  # deploy: redis://, redis+sentinel://, redis-cluster://
+
+    client = sync_client(url, timeout=30)
+    key = usage_stream_key(prefix)
+    low = f"{start_ms}-0"
+    high = f"{end_ms}-18446744073709551615" if end_ms is not None else "+"
+    try:
+        while True:
+            entries: Any = client.xrange(key, min=low, max=high, count=EXPORT_PAGE)
+            for _id, fields in entries:
+                yield decode_record(fields)
+            if len(entries) < EXPORT_PAGE:
+                return
+            low = "(" + _s(entries[-1][0])
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError(f"Cannot read the usage log: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()

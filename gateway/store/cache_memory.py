@@ -1,0 +1,89 @@
+"""The response cache's operations for the embedded store (mixed into MemoryStore).
+
+Entries live in an insertion-ordered dict bounded to `cache_max_entries` (oldest evicted first) and
+expire by `cache_clock` (monotonic seconds; tests may replace it)."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+
+
+class MemoryCacheOps:
+    cache_max_entries = 10_000
+    cache_clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def _cache_tables(self) -> tuple[dict[str, tuple[bytes, float]], dict[str, tuple[str, float]]]:
+        """Created on first use, so the mixin needs no constructor of its own."""
+        state = self.__dict__
+        return state.setdefault("_cache_entries", {}), state.setdefault("_cache_locks", {})
+
+    def _cache_get(self, key: str, now: float) -> bytes | None:
+        entries, _ = self._cache_tables()
+        found = entries.get(key)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del entries[key]
+            return None
+        return found[0]
+
+    def _cache_locked(self, key: str, now: float) -> bool:
+        _, locks = self._cache_tables()
+        held = locks.get(key)
+        if held is not None and held[1] <= now:
+            del locks[key]
+            return False
+        return held is not None
+
+    async def cache_lookup(self, entry_key: str, lock_key: str, token: str, lock_ms: int) -> tuple[bytes | None, bool]:
+        """(the entry or None, whether this caller now holds the lock). An empty token asks for no lock."""
+        now = self.cache_clock()
+        value = self._cache_get(entry_key, now)
+        if value is not None or not token:
+            return value, False
+        if self._cache_locked(lock_key, now):
+            return None, False
+        self._cache_tables()[1][lock_key] = (token, now + lock_ms / 1000)
+        return None, True
+
+    async def cache_poll(self, entry_key: str, lock_key: str) -> tuple[bytes | None, bool]:
+        """(the entry or None, whether the lock is still held)."""
+        now = self.cache_clock()
+        return self._cache_get(entry_key, now), self._cache_locked(lock_key, now)
+
+    async def cache_purge(self, pattern: str) -> int:
+        entries, _ = self._cache_tables()
+        doomed = [key for key in entries if fnmatch.fnmatchcase(key, _fnmatch_pattern(pattern))]
+        for key in doomed:
+            del entries[key]
+        return len(doomed)
+
+    def op_cache_store(self, entry_key: str, lock_key: str, token: str, value: bytes, ttl_ms: int) -> None:
+        entries, _ = self._cache_tables()
+        entries.pop(entry_key, None)
+        entries[entry_key] = (value, self.cache_clock() + ttl_ms / 1000)
+        while len(entries) > self.cache_max_entries:
+            del entries[next(iter(entries))]
+        self.op_cache_release(lock_key, token)
+
+    def op_cache_release(self, lock_key: str, token: str) -> None:
+        _, locks = self._cache_tables()
+        held = locks.get(lock_key)
+        if token and held is not None and held[0] == token:
+            del locks[lock_key]
+
+
+def _fnmatch_pattern(pattern: str) -> str:
+    """Redis MATCH escapes (`\\*`) → fnmatch's (`[*]`)."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append("[" + pattern[i + 1] + "]")
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)

@@ -1,0 +1,92 @@
+"""The response cache's operations for Redis (mixed into RedisStore). Lookups are one EVALSHA
+(entry, or take the stampede lock); the settle-time writes queue one EVAL each on the shared batch
+pipeline (EVAL rather than EVALSHA there: redis-py checks registered scripts with an extra SCRIPT
+EXISTS round trip before every pipeline that uses them)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreUnavailableError
+from gateway.store.scripts import ScriptOps
+
+_LOOKUP = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if ARGV[1] == '' then return {0} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+
+_STORE = """
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+_RELEASE = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCacheOps(ScriptOps):
+    client: aioredis.Redis
+    timeout: float
+
+    def _cache_script(self) -> Any:
+        script = getattr(self, "_cache_lookup_script", None)
+        if script is None:
+            script = self._cache_lookup_script = self.client.register_script(_LOOKUP)
+        return script
+
+    async def cache_lookup(self, entry_key: str, lock_key: str, token: str, lock_ms: int) -> tuple[bytes | None, bool]:
+        """(the entry or None, whether this caller now holds the lock). An empty token asks for no lock."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self._cache_script()(keys=[entry_key, lock_key], args=[token, lock_ms])
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        if result[0] == 1:
+            return bytes(result[1]), False
+        return None, result[0] == 2
+
+    async def cache_poll(self, entry_key: str, lock_key: str) -> tuple[bytes | None, bool]:
+        """(the entry or None, whether the lock is still held): one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(entry_key)
+        pipe.exists(lock_key)
+        try:
+            async with asyncio.timeout(self.timeout):
+                value, locked = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        return (bytes(value) if value is not None else None), bool(locked)
+
+    async def cache_purge(self, pattern: str) -> int:
+        """Delete every entry matching a MATCH pattern (admin; SCAN, never KEYS)."""
+        deleted = 0
+        batch: list[Any] = []
+        try:
+            async with asyncio.timeout(max(self.timeout, 30.0)):
+                async for key in self.client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        deleted += int(await self.client.unlink(*batch))
+                        batch.clear()
+                if batch:
+                    deleted += int(await self.client.unlink(*batch))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        return deleted
+
+    def queue_cache_store(self, pipe: Any, entry_key: str, lock_key: str, token: str, value: bytes,
+                          ttl_ms: int) -> None:
+        self.queue_script(pipe, _STORE, 2, entry_key, lock_key, token, value, ttl_ms)
+
+    def queue_cache_release(self, pipe: Any, lock_key: str, token: str) -> None:
+        self.queue_script(pipe, _RELEASE, 1, lock_key, token)

@@ -1,0 +1,32 @@
+"""The embedded in-process store: the same contract as Redis, for a single process.
+
+Batch ops dispatch to `op_<name>` methods; each runs without awaiting, so it is atomic with respect
+to every other coroutine on the loop, as a Lua script is on Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gateway.store import StoreOp
+from gateway.store.accounting import MemoryAccountingOps
+from gateway.store.cache_memory import MemoryCacheOps
+from gateway.store.limits_memory import MemoryLimitOps
+from gateway.store.routing import MemoryRoutingOps
+
+
+class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps):  # see the mixin modules
+    in_process = True
+
+    async def ping(self) -> bool:
+        return True
+
+    async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+        results = []
+        for op in ops:
+            method: Callable[..., Any] = getattr(self, f"op_{op.name}")
+            results.append(method(*op.args))
+        return results
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,128 @@
+"""The Redis store: shared state for every replica, one round trip per operation.
+
+Batch ops dispatch to `queue_<name>(pipe, *args)` methods that each queue exactly one command (a
+script call goes through `ScriptOps.queue_script`: EVALSHA, see store/scripts.py) on one
+non-transactional pipeline; the whole batch is one round trip. Keys
+carry a `{hash tag}` so multi-key scripts work on Redis Cluster.
+
+With `replica_acks` set, a batch carrying accounting writes ends with `WAIT n` on the same connection:
+Redis replicates asynchronously, so a write the master acknowledged can vanish in a failover; a batch
+whose writes fewer than n replicas confirmed counts as failed, and the accounting retry queue sends it
+again (to the new master, after a failover)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway.errors import StoreUnavailableError
+from gateway.store import StoreOp
+from gateway.store.accounting import RedisAccountingOps
+from gateway.store.cache_redis import RedisCacheOps
+from gateway.store.limits_redis import RedisLimitOps
+from gateway.store.routing import RedisRoutingOps
+from gateway.store.scripts import SOURCES
+from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster
+
+# The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
+DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
+
+
+class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps):  # see the mixin modules
+    in_process = False
+
+    def __init__(self, url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
+                 replica_acks: int = 0) -> None:
+        self.timeout = timeout
+        self.prefix = key_prefix
+        self.replica_acks = replica_acks
+        # WAIT must give up well inside the batch's own timeout, so a lost replica reads as "not
+        # replicated" (retry) rather than as a store timeout.
+        self._wait_ms = max(1, int(timeout * 500))
+        self._followed_at = 0.0
+        # --- deploy: topologies (single, Sentinel, Cluster; gateway/store/topology.py) ---
+        self.client: aioredis.Redis = async_client(url, timeout=timeout, cluster=cluster)
+        self.cluster = is_cluster(url, cluster=cluster)
+        # --- end deploy ---
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+        if not ops:
+            return []
+        try:
+            async with asyncio.timeout(self.timeout):
+                results, acked = await self._execute(ops)
+                missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+                if missing:
+                    # The server lost our scripts (restart, failover): those commands did not run.
+                    # Load the scripts and send just those commands again.
+                    again, acked_again = await self._execute([ops[i] for i in missing], load_scripts=True)
+                    for i, result in zip(missing, again, strict=True):
+                        results[i] = result
+                    if acked_again is not None:
+                        acked = acked_again if acked is None else min(acked, acked_again)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._follow_master()
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            await self._follow_master()
+            raise StoreUnavailableError(f"The shared store refused a write: {type(failed).__name__}.")
+        if acked is not None and acked < self.replica_acks:
+            await self._follow_master()
+            raise StoreUnavailableError(f"The shared store's replicas confirmed {acked} of "
+                                        f"{self.replica_acks} required copies of a write.")
+        return results
+
+    async def _follow_master(self) -> None:
+        """After a failed batch: if Sentinel moved the master, reconnect there (at most twice a second:
+        a master without its replica refuses every write, and each refusal lands here)."""
+        now = time.monotonic()
+        if now - self._followed_at < 0.5:
+            return
+        self._followed_at = now
+        try:
+            async with asyncio.timeout(self.timeout):
+                await follow_master(self.client)
+        except (RedisError, OSError, TimeoutError):
+            pass  # the sentinels did not answer either; the next failure asks again
+
+    async def _execute(self, ops: Sequence[StoreOp], *, load_scripts: bool = False) -> tuple[list[Any], int | None]:
+        """The ops' results and, when the batch had to wait for replicas, how many confirmed it."""
+        pipe: Any = self.client.pipeline(transaction=False)
+        if self.cluster:  # --- deploy ---
+            pipe = ClusterBatch(pipe)
+        loads = 0
+        if load_scripts:
+            for source in SOURCES.values():
+                pipe.script_load(source)
+                loads += 1
+        for op in ops:
+            method: Callable[..., None] = getattr(self, f"queue_{op.name}")
+            if self.replica_acks and op.once is not None:
+                method(pipe, *op.args, once=op.once)  # may be sent again after an unconfirmed WAIT
+            else:
+                method(pipe, *op.args)
+        durable = self.replica_acks and any(op.name in DURABLE_OPS for op in ops)
+        if durable:  # WAIT covers every write sent before it on this connection: the whole pipeline
+            pipe.execute_command("WAIT", self.replica_acks, self._wait_ms)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        acked: int | None = None
+        if durable:
+            confirmed = results.pop()
+            acked = confirmed if isinstance(confirmed, int) else 0
+        return results[loads:], acked
+
+    async def close(self) -> None:
+        await aclose_all(self.client)  # deploy: also a Sentinel client's sentinel connections

@@ -1,0 +1,1 @@
+"""Contract suites: one set of cases run against every provider adapter and both stores."""

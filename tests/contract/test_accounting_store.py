@@ -1,0 +1,116 @@
+"""The accounting store operations, one suite over every store: MemoryStore, RedisStore on fakeredis
+and RedisStore on the real Redis at 6379 (a unique key prefix per test, nothing flushed)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import fakeredis
+import pytest
+
+from gateway.store import Store, StoreOp
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def _real_redis_up() -> bool:
+    store = RedisStore(REDIS_URL, timeout=0.5, key_prefix="t-accounting-probe")
+    try:
+        return await store.ping()
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    prefix = f"t-accounting-{uuid4().hex[:8]}"
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    url = request.getfixturevalue("redis_cluster_url") if request.param == "cluster" else REDIS_URL
+    redis_store = RedisStore(url, timeout=2.0, key_prefix=prefix)
+    if request.param == "fakeredis":
+        await redis_store.client.aclose()
+        redis_store.client = fakeredis.FakeAsyncRedis()
+    elif request.param == "redis" and not await _real_redis_up():
+        await redis_store.close()
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    try:
+        yield redis_store
+    finally:
+        keys = [k async for k in redis_store.client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis_store.client.delete(*keys)
+        await redis_store.close()
+
+
+async def test_budget_reserve_refuses_what_does_not_fit(store: Store) -> None:
+    counters = ("key:app:202611", "team:search:202611")
+    assert await store.budget_reserve("team:search", counters, [1000, 5000], 400, 3600) == 0
+    assert await store.budget_reserve("team:search", counters, [1000, 5000], 400, 3600) == 0
+    assert await store.budget_read("team:search", counters) == [800, 800]
+    # 800 + 400 > 1000 on the key's budget: refused, nothing reserved anywhere
+    assert await store.budget_reserve("team:search", counters, [1000, 5000], 400, 3600) == 1
+    assert await store.budget_read("team:search", counters) == [800, 800]
+    # the team's budget is the one without room
+    assert await store.budget_reserve("team:search", counters, [10_000, 900], 200, 3600) == 2
+    # an exhausted budget refuses even a zero-cost reservation
+    await store.run_batch([StoreOp("budget_adjust", ("team:search", counters, 200, 3600))])
+    assert await store.budget_read("team:search", counters) == [1000, 1000]
+    assert await store.budget_reserve("team:search", counters, [1000, 5000], 0, 3600) == 1
+
+
+async def test_budget_adjust_reconciles_up_and_down(store: Store) -> None:
+    counters = ("key:solo:20261122",)
+    assert await store.budget_reserve("key:solo", counters, [10_000], 3000, 60) == 0
+    await store.run_batch([StoreOp("budget_adjust", ("key:solo", counters, -2500, 60))])
+    assert await store.budget_read("key:solo", counters) == [500]
+    await store.run_batch([StoreOp("budget_adjust", ("key:solo", ("key:solo:new",), 70, 60))])
+    assert await store.budget_read("key:solo", ("key:solo:new",)) == [70]
+    assert await store.budget_read("key:solo", ("key:never",)) == [0]
+
+
+async def test_spend_add_accumulates_per_day(store: Store) -> None:
+    dims = ("key|app", "alias|gpt")
+    metrics = [("requests", 1), ("cost", 7500)]
+    await store.run_batch([StoreOp("spend_add", ("20261121", 3600, dims, metrics)),
+                           StoreOp("spend_add", ("20261122", 3600, dims, metrics)),
+                           StoreOp("spend_add", ("20261122", 3600, ("key|app",), [("cost", 1)]))])
+    days = await store.spend_read(["20261121", "20261122", "20261123"])
+    assert days["20261121"] == {"key|app|requests": 1, "key|app|cost": 7500, "alias|gpt|requests": 1,
+                                "alias|gpt|cost": 7500}
+    assert days["20261122"]["key|app|cost"] == 7501 and days["20261122"]["alias|gpt|cost"] == 7500
+    assert days["20261123"] == {}
+
+
+async def test_usage_log_is_bounded_and_readable(store: Store) -> None:
+    ops = [StoreOp("usage_append", ({"ts": str(1_700_000_000_000 + i), "request_id": f"r{i}"}, 1000))
+           for i in range(5)]
+    results = await store.run_batch(ops)
+    assert len(results) == 5
+    rows = await store.usage_read(0, 2**62, 100)
+    assert [r["request_id"] for r in rows] == ["r0", "r1", "r2", "r3", "r4"]
+    assert len(await store.usage_read(0, 2**62, 2)) == 2
+
+
+async def test_memory_usage_log_keeps_the_newest() -> None:
+    store = MemoryStore()
+    await store.run_batch([StoreOp("usage_append", ({"ts": str(i), "request_id": f"r{i}"}, 3)) for i in range(10)])
+    rows = await store.usage_read(0, 100, 100)
+    assert [r["request_id"] for r in rows] == ["r7", "r8", "r9"]
+
+
+async def test_redis_usage_log_is_trimmed_approximately() -> None:
+    store = RedisStore(REDIS_URL, timeout=1.0, key_prefix="unused")
+    await store.client.aclose()
+    store.client = fakeredis.FakeAsyncRedis()
+    try:
+        await store.run_batch([StoreOp("usage_append", ({"request_id": f"r{i}"}, 10)) for i in range(500)])
+        length: Any = await store.client.xlen("unused:{usage}:usage")
+        assert 10 <= length < 500
+    finally:
+        await store.close()

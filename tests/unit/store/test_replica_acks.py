@@ -1,0 +1,65 @@
+"""`replica_acks` on the real Redis at 6379, which has no replica: a batch carrying accounting writes is
+refused as unconfirmed (the master applied it), a batch without them is not held up, and a write sent
+again with its `once` id is applied once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+
+from gateway.errors import StoreUnavailableError
+from gateway.store import StoreOp
+from gateway.store.redis import RedisStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisStore]:
+    redis_store = RedisStore(REDIS_URL, timeout=0.5, key_prefix=f"t-acks-{uuid4().hex[:8]}", replica_acks=1)
+    if not await redis_store.ping():
+        await redis_store.close()
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    replicas = (await redis_store.client.info("replication"))["connected_slaves"]
+    if replicas:
+        await redis_store.close()
+        pytest.skip("this Redis has replicas: WAIT would succeed")
+    try:
+        yield redis_store
+    finally:
+        keys = [k async for k in redis_store.client.scan_iter(match=f"{redis_store.prefix}:*")]
+        if keys:
+            await redis_store.client.delete(*keys)
+        await redis_store.close()
+
+
+def writes(call: str, n: int) -> list[StoreOp]:
+    return [StoreOp("usage_append", ({"request_id": f"r{n}", "ts": "1"}, 1000), (call, f"u{n}")),
+            StoreOp("spend_add", ("2026-01-01", 3600, ("key|app",), (("requests", 1),)), (call, f"s{n}")),
+            StoreOp("budget_adjust", ("key:app", ("day",), 5, 3600), (call, "b"))]
+
+
+async def test_unconfirmed_writes_fail_the_batch_and_apply_once_however_often_sent(store: RedisStore) -> None:
+    for _ in range(3):  # the retry queue sends the same writes again with each settle
+        with pytest.raises(StoreUnavailableError, match="confirmed 0 of 1"):
+            await store.run_batch(writes("c1", 0))
+    with pytest.raises(StoreUnavailableError):
+        await store.run_batch([*writes("c1", 0), *writes("c2", 1)])  # an old call with a new one
+    records = await store.usage_read(0, 2**62, 100)
+    assert sorted(r["request_id"] for r in records) == ["r0", "r1"]
+    assert (await store.spend_read(["2026-01-01"]))["2026-01-01"]["key|app|requests"] == 2
+    assert await store.budget_read("key:app", ["day"]) == [10]
+
+
+async def test_batches_without_accounting_writes_do_not_wait(store: RedisStore) -> None:
+    assert await store.run_batch([StoreOp("cache_release", (f"{store.prefix}:lock", "token"))]) == [0]
+
+
+async def test_writes_without_an_id_are_applied_each_time(store: RedisStore) -> None:
+    op = StoreOp("spend_add", ("2026-01-01", 3600, ("key|app",), (("requests", 1),)))
+    for _ in range(2):
+        with pytest.raises(StoreUnavailableError):
+            await store.run_batch([op])
+    assert (await store.spend_read(["2026-01-01"]))["2026-01-01"]["key|app|requests"] == 2
