@@ -1,0 +1,215 @@
+"""Sending requests to providers: one long-lived keep-alive pool per provider (gateway.httpclient),
+and the in-process responder behind the mock provider.
+
+Clients return an `UpstreamResponse` whose body is read whole or streamed as it arrives; transport
+failures are mapped to the gateway's errors here, where they enter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import orjson
+
+from gateway import httpclient
+from gateway.config import MockProvider
+from gateway.errors import UpstreamConnectError, UpstreamProtocolError
+from gateway.providers import Provider, UpstreamRequest
+from gateway.providers import mock as mock_answers
+from gateway.schemas import Operation
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class _HttpResponse:
+    __slots__ = ("_provider", "_response", "headers", "status")
+
+    def __init__(self, response: httpclient.Response, provider: str) -> None:
+        self._response = response
+        self._provider = provider
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
+            raise _transport_error(exc, self._provider) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._response.chunks():
+                yield data
+        except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
+            raise _transport_error(exc, self._provider) from None
+
+    def close(self) -> None:
+        # An answer not read to its end drops its connection, so an abandoned stream stops the
+        # provider generating; one read to the end is already back in the pool.
+        self._response.close()
+
+
+class HttpClient:
+    """A keep-alive connection pool per provider (gateway.httpclient), created once per provider."""
+
+    def __init__(self, name: str, pool_size: int, connect_timeout: float, *, ca_file: str | None = None,
+                 verify_tls: bool = True) -> None:
+        self._name = name
+        # Total and first-token deadlines are enforced by the router, which knows the attempt.
+        self._client = httpclient.Client(pool_size=pool_size, connect_timeout=connect_timeout,
+                                         ca_file=ca_file, verify=verify_tls)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        # Adapters build URLs already encoded (a SigV4 signature covers the exact path): sent as is.
+        try:
+            response = await self._client.request(request.method, request.url, request.headers, request.body)
+        except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
+            raise _transport_error(exc, self._name) from None
+        return _HttpResponse(response, self._name)
+
+    async def close(self) -> None:
+        self._client.close()
+
+
+def _transport_error(exc: Exception, provider: str) -> UpstreamConnectError | UpstreamProtocolError:
+    if isinstance(exc, httpclient.ConnectError):
+        # The reason only: neither address nor URL (URLs can carry credentials for some providers).
+        reason = os.strerror(exc.errno) if exc.errno else exc.reason
+        return UpstreamConnectError(f"Could not reach provider '{provider}': {reason}.")
+    return UpstreamProtocolError(f"Provider '{provider}' broke the connection: {exc}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The mock provider's responder
+# ---------------------------------------------------------------------------------------------
+
+_OPERATION_BY_SUFFIX = {
+    "/chat/completions": Operation.CHAT,
+    "/completions": Operation.COMPLETIONS,
+    "/embeddings": Operation.EMBEDDINGS,
+}
+
+
+class _MockResponse:
+    __slots__ = ("_body", "_chunks", "_delays", "headers", "status")
+
+    def __init__(self, status: int, body: bytes = b"", chunks: list[bytes] | None = None,
+                 delays: tuple[float, float] = (0.0, 0.0)) -> None:
+        self.status = status
+        self.headers: Mapping[str, str] = {
+            "content-type": "text/event-stream" if chunks is not None else "application/json"}
+        self._body = body
+        self._chunks = chunks
+        self._delays = delays
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        first, between = self._delays
+        for i, chunk in enumerate(self._chunks or [self._body]):
+            delay = first if i == 0 else between
+            if delay:
+                await asyncio.sleep(delay)
+            yield chunk
+
+    def close(self) -> None:
+        return None
+
+
+class MockClient:
+    """Answers like an OpenAI server would, in-process: deterministic text, configurable latency,
+    time to first token, delay between chunks, and an error rate with a chosen status."""
+
+    def __init__(self, config: MockProvider) -> None:
+        self._config = config
+        self._random = random.Random(config.seed)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        cfg = self._config
+        operation = next((op for suffix, op in _OPERATION_BY_SUFFIX.items() if request.url.endswith(suffix)),
+                         Operation.CHAT)
+        body = orjson.loads(request.body)
+        if cfg.error_rate and self._random.random() < cfg.error_rate:
+            if cfg.latency:
+                await asyncio.sleep(cfg.latency)
+            message = f"The mock provider failed on purpose (error_rate={cfg.error_rate})."
+            error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+            return _MockResponse(cfg.error_status, orjson.dumps(error))
+        if request.stream:
+            chunks = [b"data: " + orjson.dumps(c) + b"\n\n" for c in mock_answers.stream_chunks(operation, body)]
+            chunks.append(b"data: [DONE]\n\n")
+            return _MockResponse(200, chunks=chunks, delays=(cfg.ttft or cfg.latency, cfg.chunk_delay))
+        if cfg.latency:
+            await asyncio.sleep(cfg.latency)
+        return _MockResponse(200, orjson.dumps(mock_answers.completion(operation, body)))
+
+    async def close(self) -> None:
+        return None
+
+
+class UpstreamPool:
+    """The clients of every configured provider, by provider name. Clients of providers whose
+    config did not change are carried over on reload, so their connection pools stay warm."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, UpstreamClient] = {}
+        self._configs: dict[str, object] = {}
+
+    def client(self, provider: str) -> UpstreamClient:
+        return self._clients[provider]
+
+    async def update(self, providers: Mapping[str, Provider]) -> None:
+        stale = [name for name in self._clients
+                 if name not in providers or self._configs[name] != providers[name].config]
+        for name in stale:
+            client = self._clients.pop(name)
+            self._configs.pop(name)
+            # Let in-flight requests on the old pool finish before closing it.
+            asyncio.get_running_loop().call_later(60, _close_later, client)
+        for name, provider in providers.items():
+            if name not in self._clients:
+                self._clients[name] = _make_client(provider)
+                self._configs[name] = provider.config
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        self._configs.clear()
+
+
+def _close_later(client: UpstreamClient) -> None:
+    task = asyncio.ensure_future(client.close())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _make_client(provider: Provider) -> UpstreamClient:
+    cfg = provider.config
+    if isinstance(cfg, MockProvider):
+        return MockClient(cfg)
+    return HttpClient(provider.name, cfg.pool_size, cfg.connect_timeout, ca_file=cfg.ca_file,
+                      verify_tls=cfg.verify_tls)
