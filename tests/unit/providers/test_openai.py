@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import ContextLengthExceededError, UpstreamError, UpstreamProtocolError
+from gateway.providers.openai import OpenAIAdapter, openai_error
+from gateway.providers.sse import SSESplitter, event_data
+from gateway.schemas import Operation
+from tests.support.openai_fake import chat_chunks
+
+
+def sse_stream(include_usage: bool) -> bytes:
+    events = chat_chunks("alpha beta gamma", "m", include_usage=include_usage, prompt_tokens=11)
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def run(translator_input: bytes, cuts: list[int], client_wants_usage: bool) -> tuple[bytes, object]:
+    adapter = OpenAIAdapter(None)
+    translator = adapter.stream_translator(Operation.CHAT, client_wants_usage=client_wants_usage)
+    out, start = [], 0
+    for cut in [*sorted(cuts), len(translator_input)]:
+        out.append(translator.feed(translator_input[start:cut]))
+        start = cut
+    out.append(translator.finish())
+    return b"".join(out), translator
+
+
+def test_build_request_renames_the_model_and_asks_for_stream_usage() -> None:
+    adapter = OpenAIAdapter("http://h/v1/", {"x-extra": "1"})
+    body = {"model": "alias", "messages": [], "stream": True, "stream_options": {"include_usage": False}, "foo": 1}
+    request = adapter.build_request(Operation.CHAT, body, "upstream-model", stream=True)
+    sent = orjson.loads(request.body)
+    assert request.url == "http://h/v1/chat/completions"
+    assert sent["model"] == "upstream-model"
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["foo"] == 1
+    assert request.headers["x-extra"] == "1"
+    assert body["model"] == "alias" and body["stream_options"] == {"include_usage": False}  # not mutated
+    embeddings = adapter.build_request(Operation.EMBEDDINGS, {"model": "a", "input": "x"}, "e", stream=False)
+    assert embeddings.url == "http://h/v1/embeddings"
+    assert "stream_options" not in orjson.loads(embeddings.body)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(min_value=0, max_value=len(sse_stream(True))), max_size=12), st.booleans())
+def test_stream_output_does_not_depend_on_how_bytes_were_split(cuts: list[int], wants_usage: bool) -> None:
+    data = sse_stream(True)
+    whole, _ = run(data, [], wants_usage)
+    split, translator = run(data, cuts, wants_usage)
+    assert split == whole
+    assert translator.usage is not None and translator.usage.prompt_tokens == 11  # type: ignore[attr-defined]
+    assert translator.finish_reason == "stop"  # type: ignore[attr-defined]
+    assert translator.done  # type: ignore[attr-defined]
+
+
+def test_usage_chunk_is_kept_only_when_the_client_asked() -> None:
+    data = sse_stream(True)
+    hidden, _ = run(data, [], False)
+    shown, _ = run(data, [], True)
+    hidden_events = [event_data(e) for e in SSESplitter().feed(hidden)]
+    shown_events = [event_data(e) for e in SSESplitter().feed(shown)]
+    assert hidden_events[-1] == shown_events[-1] == b"[DONE]"
+    assert len(shown_events) == len(hidden_events) + 1
+    assert b'"usage"' not in hidden
+    assert orjson.loads(shown_events[-2])["usage"]["completion_tokens"] == 3  # type: ignore[arg-type]
+    text = "".join(orjson.loads(e)["choices"][0]["delta"].get("content", "")  # type: ignore[arg-type]
+                   for e in hidden_events[:-1])
+    assert text == "alpha beta gamma"
+
+
+def test_a_stream_without_done_is_not_done() -> None:
+    data = sse_stream(False).replace(b"data: [DONE]\n\n", b"")
+    _, translator = run(data, [], False)
+    assert not translator.done  # type: ignore[attr-defined]
+
+
+def test_error_event_inside_the_stream_raises() -> None:
+    translator = OpenAIAdapter(None).stream_translator(Operation.CHAT, client_wants_usage=False)
+    with pytest.raises(UpstreamError) as caught:
+        translator.feed(b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n')
+    assert caught.value.message == "overloaded"
+
+
+def test_sse_splitter_handles_crlf_comments_and_multiline_data() -> None:
+    splitter = SSESplitter()
+    events = splitter.feed(b": keep-alive\r\n\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: partial")
+    assert [event_data(e) for e in events] == [None, b'{"a":\n1}']
+    assert splitter.rest() == b"data: partial"
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "kind", "retryable"), [
+    (400, b'{"error": {"message": "bad", "type": "invalid_request_error", "param": "messages", "code": null}}',
+     {}, UpstreamError, False),
+    (400, b'{"error": {"message": "too long", "code": "context_length_exceeded"}}', {}, ContextLengthExceededError,
+     False),
+    (429, b'{"error": {"message": "slow down", "type": "requests"}}', {"retry-after": "2"}, UpstreamError, True),
+    (503, b"<html>oops</html>", {}, UpstreamError, True),
+    (408, b"", {}, UpstreamError, True),
+    (404, b'{"error": "no such model"}', {}, UpstreamError, False),
+])
+def test_error_mapping(status: int, body: bytes, headers: dict[str, str], kind: type, retryable: bool) -> None:
+    error = openai_error(status, body, headers, provider="openai")
+    assert isinstance(error, kind)
+    assert error.retryable is retryable
+    payload = error.to_dict()["error"]
+    assert set(payload) >= {"message", "type", "code"}
+    if status == 429:
+        assert error.http_status == 429 and getattr(error, "retry_after", None) == 2.0
+        assert error.headers == {"retry-after": "2"}
+    if status == 404:
+        assert payload["message"] == "no such model"
+
+
+def test_invalid_json_answer_is_a_protocol_error() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        OpenAIAdapter(None).parse_response(Operation.CHAT, 200, b"not json")
