@@ -1,0 +1,52 @@
+"""The route table: aliases resolved to their deployments and providers once per config load, so
+the hot path never scans the config."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.config import AliasConfig, Deployment, GatewayConfig
+from gateway.providers import Provider, build_provider
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    alias: str
+    deployment: Deployment
+    provider: Provider
+    id: str
+    timeout: float
+    ttft_timeout: float | None
+    drop_unsupported: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    alias: str
+    config: AliasConfig
+    targets: tuple[Target, ...]
+    weights: tuple[float, ...]
+
+
+class RouteTable:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.created = time.time()
+        self.providers: dict[str, Provider] = {
+            name: build_provider(name, cfg) for name, cfg in config.providers.items()}
+        self.routes: dict[str, Route] = {}
+        for alias, spec in config.models.items():
+            targets = tuple(
+                Target(alias=alias, deployment=d, provider=self.providers[d.provider], id=d.id,
+                       timeout=d.timeout or spec.timeout, ttft_timeout=d.ttft_timeout or spec.ttft_timeout,
+                       drop_unsupported=spec.drop_unsupported_params)
+                for d in spec.deployments)
+            self.routes[alias] = Route(alias, spec, targets, tuple(d.weight for d in spec.deployments))
+
+    def get(self, alias: str) -> Route | None:
+        return self.routes.get(alias)
+
+    @property
+    def provider_map(self) -> Mapping[str, Provider]:
+        return self.providers
