@@ -1,0 +1,77 @@
+"""Gateway keys: `Authorization: Bearer <key>` or `api-key: <key>`, looked up by SHA-256.
+
+Plain keys are never kept: the config's keys are hashed at load, and a presented key is hashed once
+per request and compared by dictionary lookup (constant work whatever the key)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+
+from gateway.config import AuthConfig
+from gateway.context import ANONYMOUS, Principal
+from gateway.errors import AuthenticationError, PermissionDeniedError
+
+
+class Authenticator:
+    def __init__(self, config: AuthConfig,
+                 runtime_keys: Callable[[str], Principal | None] | None = None) -> None:
+        self.required = config.required
+        # Keys created through the admin API: a local snapshot lookup (gateway/ratelimit/keys.py).
+        self._runtime_keys = runtime_keys
+        self._by_digest: dict[str, Principal] = {}
+        for key in config.keys:
+            digest = key.digest()
+            self._by_digest[digest] = Principal(
+                name=key.name, team=key.team, key_hash=digest,
+                models=frozenset(key.models) if key.models is not None else None,
+                metadata=tuple(sorted(key.metadata.items())), limits=key.limits,
+            )
+        master = config.master_key.get_secret_value() if config.master_key else ""
+        self._master_digest = hashlib.sha256(master.encode()).digest() if master else b""
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        presented = presented_key(headers)
+        if presented is None:
+            if self.required:
+                raise AuthenticationError(
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                    code="missing_api_key")
+            return ANONYMOUS
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        principal = self._by_digest.get(digest)
+        if principal is None and self._runtime_keys is not None:
+            principal = self._runtime_keys(digest)
+        if principal is not None:
+            return principal
+        if not self.required:
+            # Demo mode: SDKs insist on sending some key; an unknown one is simply anonymous.
+            return ANONYMOUS
+        raise AuthenticationError(f"Incorrect API key provided: {redact(presented)}.")
+
+    def authorize(self, principal: Principal, alias: str) -> None:
+        if not principal.may_use(alias):
+            raise PermissionDeniedError(f"The key '{principal.name}' may not use the model '{alias}'.")
+
+    def is_master(self, headers: Mapping[str, str]) -> bool:
+        presented = presented_key(headers)
+        if not self._master_digest or presented is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._master_digest)
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    api_key = headers.get("api-key")
+    return api_key.strip() or None if api_key else None
+
+
+def redact(key: str) -> str:
+    """Enough of a key to recognise it, never enough to use it (as OpenAI's own errors do)."""
+    return f"{key[:3]}***{key[-4:]}" if len(key) >= 20 else "***"
