@@ -1,0 +1,80 @@
+"""Usage the provider did not report (a cut or cancelled stream, an upstream without usage): counted
+from the request and the text the client received, with the gateway's token counter, and flagged
+`estimated`. Only runs when usage is missing, so the usual path never parses the stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from gateway.context import Usage
+from gateway.tokenize import TokenCounter
+
+
+def text_of_sse(chunks: Iterable[bytes]) -> str:
+    """The completion text (content, tool-call names and arguments) of OpenAI SSE bytes."""
+    parts: list[str] = []
+    for line in b"".join(chunks).split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload.startswith(b"{"):
+            continue
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue  # a partial event at a cut
+        if isinstance(chunk, dict):
+            _collect(chunk.get("choices"), parts, streamed=True)
+    return "".join(parts)
+
+
+def text_of_body(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    parts: list[str] = []
+    if isinstance(data, dict):
+        _collect(data.get("choices"), parts, streamed=False)
+    return "".join(parts)
+
+
+def _collect(choices: Any, parts: list[str], *, streamed: bool) -> None:
+    if not isinstance(choices, list):
+        return
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+        message = choice.get("delta" if streamed else "message")
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                parts.append(str(function.get("name") or ""))
+                parts.append(str(function.get("arguments") or ""))
+
+
+def estimate_usage(tokens: TokenCounter, operation: str, body: dict[str, Any], model: str, completion_text: str,
+                   reported: Usage | None) -> Usage:
+    """Counted usage, keeping what the provider did report (a prompt count from a stream's start, cache
+    counts) and never less completion than it reported."""
+    if reported is not None and reported.prompt_tokens:
+        prompt = reported.prompt_tokens
+    else:
+        prompt, _ = tokens.count_prompt(operation, body, model)
+    completion = tokens.count_text(completion_text, model)[0] if completion_text else 0
+    if reported is not None:
+        completion = max(completion, reported.completion_tokens)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 cached_tokens=reported.cached_tokens if reported else 0,
+                 cache_write_tokens=reported.cache_write_tokens if reported else 0, estimated=True)

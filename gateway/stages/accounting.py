@@ -1,0 +1,391 @@
+"""The accounting stage (its logic lives in gateway.accounting): budget reservation at admit; usage →
+cost → spend, budget reconciliation and the usage-log record at settle, in the pipeline's one settle
+batch.
+
+Writes that fail (store down or slow) wait in a bounded in-memory queue and ride along with the next
+settle batches; when the queue is full the oldest call's writes are dropped, logged with the full
+record (so nothing is lost silently) and counted in `gateway_accounting_records_lost_total`."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.accounting.budgets import BudgetPlan, Hold, Rule
+from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_sse
+from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, format_usd
+from gateway.accounting.records import UsageRecord
+from gateway.config import GatewayConfig
+from gateway.context import RequestContext, Usage
+from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
+from gateway.logging import get_logger
+from gateway.metrics import Metrics
+from gateway.pipeline import JSONReply, Reply
+from gateway.store import Store, StoreOp
+from gateway.tokenize import TokenCounter
+
+log = get_logger("accounting")
+
+COST_HEADER = "x-gateway-cost-usd"
+# Spend hashes are kept this long (the admin API reads them per day).
+SPEND_RETENTION_SECONDS = 400 * 86400
+# Retried writes of at most this many earlier calls ride along with one settle batch.
+RETRY_PER_BATCH = 32
+
+
+@dataclass(slots=True)
+class _State:
+    hold: Hold | None = None
+    # The writes of this call and of earlier calls retried with it, one tuple per call.
+    groups: list[tuple[StoreOp, ...]] = field(default_factory=list)
+
+
+class RetryQueue:
+    """Settle writes waiting for the store, one entry per call, bounded; outlives config reloads."""
+
+    def __init__(self, bound: int, metrics: Metrics) -> None:
+        self.bound = bound
+        self.metrics = metrics
+        self._groups: deque[tuple[StoreOp, ...]] = deque()
+        self._last_warning = 0.0
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def push(self, groups: Sequence[tuple[StoreOp, ...]], error: Exception) -> None:
+        for group in groups:
+            self._groups.append(group)
+        while len(self._groups) > self.bound:
+            self._lost(self._groups.popleft())
+        self.metrics.accounting_retry_queue.set(len(self._groups))
+        now = time.monotonic()
+        if now - self._last_warning >= 10.0:
+            self._last_warning = now
+            log.warning("accounting writes failed; kept for retry",
+                        extra={"fields": {"queued_calls": len(self._groups), "error": type(error).__name__}})
+
+    def take(self, n: int) -> list[tuple[StoreOp, ...]]:
+        out: list[tuple[StoreOp, ...]] = []
+        while self._groups and len(out) < n:
+            out.append(self._groups.popleft())
+        if out:
+            self.metrics.accounting_retry_queue.set(len(self._groups))
+        return out
+
+    def _lost(self, group: tuple[StoreOp, ...]) -> None:
+        self.metrics.accounting_lost.inc()
+        record = next((op.args[0] for op in group if op.name == "usage_append"), None)
+        log.error("usage record lost: the store failed and the retry queue is full",
+                  extra={"fields": {"record": record}})
+
+
+class AccountingStage:
+    name = "accounting"
+
+    def __init__(self, *, prices: dict[str, UnitPrice | None], reserve_prices: dict[str, UnitPrice | None],
+                 budgets: BudgetPlan, store: Store, tokens: TokenCounter, metrics: Metrics, retry: RetryQueue,
+                 fail_closed: bool = False, usage_log_maxlen: int = 1_000_000,
+                 reserve_completion_tokens: int = 256, clock: Callable[[], float] = time.time) -> None:
+        self.prices = prices
+        self.reserve_prices = reserve_prices
+        self.budgets = budgets
+        self.store = store
+        self.tokens = tokens
+        self.metrics = metrics
+        self.retry = retry
+        self.fail_closed = fail_closed
+        self.maxlen = usage_log_maxlen
+        self.reserve_completion_tokens = reserve_completion_tokens
+        self.clock = clock
+        self._dims: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
+        # Metric children per (alias, deployment), and the deployments already logged as unpriced.
+        self._cost_children: dict[tuple[str, str], Any] = {}
+        self._unpriced_logged: set[tuple[str, str]] = set()
+
+    # admit -------------------------------------------------------------------------------------
+    async def admit(self, ctx: RequestContext) -> None:
+        if ctx.stream and ctx.capture is None:
+            ctx.capture = []  # shared with any other stage observing the stream
+        rules = self.budgets.rules_for(ctx.principal)
+        if not rules:
+            return None
+        tag, counters, ttl = self.budgets.counters(ctx.principal, rules, self.clock())
+        amount = self.reservation(ctx)
+        try:
+            refused = await self.store.budget_reserve(tag, counters, [r.limit_micro for r in rules], amount, ttl)
+        except StoreUnavailableError:
+            self.metrics.store_errors.labels("budget").inc()
+            if self.fail_closed:
+                raise
+            ctx.accounting = _State(Hold(tag, counters, 0, ttl))  # fail open: reconcile adds the real cost
+            return None
+        if refused:
+            rule = rules[refused - 1]
+            self.metrics.budget_rejections.labels(rule.scope).inc()
+            raise BudgetExceededError(_refusal(rule))
+        ctx.accounting = _State(Hold(tag, counters, amount, ttl))
+        return None
+
+    def reservation(self, ctx: RequestContext) -> int:
+        """The call's estimated cost at its alias's dearest price: the prompt counted, plus max_tokens
+        (or the configured default) of completion. 0 when no price is known."""
+        price = self.reserve_prices.get(ctx.alias)
+        if price is None:
+            return 0
+        prompt, _ = self.tokens.count_prompt(ctx.operation.value, ctx.body, _model_hint(ctx))
+        limit = ctx.body.get("max_completion_tokens") or ctx.body.get("max_tokens")
+        completion = limit if isinstance(limit, int) else self.reserve_completion_tokens
+        return price.cost_micro(Usage(prompt_tokens=prompt, completion_tokens=completion))
+
+    # settle ------------------------------------------------------------------------------------
+    def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
+        state = ctx.accounting if isinstance(ctx.accounting, _State) else _State()
+        ctx.accounting = state
+        ops: list[StoreOp] = []
+        called = ctx.attempts > 0 or ctx.cache_hit
+        if called:
+            ops.extend(self._account(ctx, reply))
+        elif state.hold is not None and state.hold.reserved:
+            ops.append(_adjust(_write_id(), state.hold, -state.hold.reserved))  # no call: release the reservation
+        retried = self.retry.take(RETRY_PER_BATCH)
+        # oldest first, so a queue that overflows again drops the oldest call's writes
+        state.groups = [*retried, tuple(ops)] if ops else retried
+        for group in retried:
+            ops.extend(group)
+        return ops
+
+    def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
+        state = ctx.accounting
+        if isinstance(state, _State) and state.groups:
+            self.retry.push(state.groups, error)
+
+    def _account(self, ctx: RequestContext, reply: Reply | None) -> list[StoreOp]:
+        usage = self._usage(ctx, reply)
+        deployment = ctx.deployment or ""
+        price = self.prices.get(deployment) if deployment else self.reserve_prices.get(ctx.alias)
+        cost: int | None
+        saved = 0
+        if ctx.cache_hit:
+            cost = 0
+            saved = price.cost_micro(usage) if price is not None else 0
+        else:
+            cost = price.cost_micro(usage) if price is not None else None
+        if isinstance(reply, JSONReply) and reply.status == 200:
+            reply.headers[COST_HEADER] = format_usd(cost)
+        self._observe(ctx, usage, cost, saved)
+        ctx.cost_micro_usd = cost  # --- observability ---
+        now = self.clock()
+        latency_ms = int((time.perf_counter() - ctx.started) * 1000)
+        record = self._record(ctx, now, deployment, ctx.status, usage, cost, saved, latency_ms, hedge=False)
+        day = self.budgets.periods(now).day
+        call = _write_id()  # not the request id: clients may send the same one twice
+        ops = self._writes(call, day, record, 0)
+        total = cost or 0
+        for n, loser in enumerate(ctx.cancelled_attempts, 1):
+            # A hedged attempt cancelled before its first token: the provider read the prompt.
+            prompt, _ = self.tokens.count_prompt(ctx.operation.value, ctx.body, loser.rsplit("/", 1)[-1])
+            hedge_usage = Usage(prompt_tokens=prompt, estimated=True)
+            hedge_price = self.prices.get(loser)
+            hedge_cost = hedge_price.cost_micro(hedge_usage) if hedge_price is not None else None
+            self._observe_hedge(ctx.alias, loser, hedge_cost)
+            ops += self._writes(call, day, self._record(ctx, now, loser, 499, hedge_usage, hedge_cost, 0, latency_ms,
+                                                  hedge=True), n)
+            total += hedge_cost or 0
+        hold = ctx.accounting.hold if isinstance(ctx.accounting, _State) else None
+        if hold is not None:
+            delta = total - hold.reserved
+            if delta:
+                ops.append(_adjust(call, hold, delta))
+        return ops
+
+    def _record(self, ctx: RequestContext, now: float, deployment: str, status: int, usage: Usage,
+                cost: int | None, saved: int, latency_ms: int, *, hedge: bool) -> UsageRecord:
+        principal = ctx.principal
+        return UsageRecord(
+            ts=int(now * 1000), request_id=ctx.request_id, key=principal.name, team=principal.team or "",
+            alias=ctx.alias, deployment=deployment, provider=ctx.provider or "", stream=ctx.stream,
+            status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, cost_micro_usd=cost,
+            saved_micro_usd=saved, estimated=usage.estimated, cache_hit=ctx.cache_hit and not hedge,
+            latency_ms=latency_ms, hedge=hedge)
+
+    def _writes(self, call: str, day: str, record: UsageRecord, n: int) -> list[StoreOp]:
+        """The spend and usage-log writes of one record, the `n`th of the call (hedges add some)."""
+        names = (record.key, record.team, record.alias, record.deployment)
+        dims = self._dims.get(names)
+        if dims is None:
+            if len(self._dims) > 10_000:  # names come from the config, but stay bounded regardless
+                self._dims.clear()
+            dims = self._dims[names] = spend_dims(*names)
+        return [StoreOp("spend_add", (day, SPEND_RETENTION_SECONDS, dims, spend_metrics(record)), (call, f"s{n}")),
+                StoreOp("usage_append", (record.fields(), self.maxlen), (call, f"u{n}"))]
+
+    def _observe_hedge(self, alias: str, deployment: str, cost: int | None) -> None:
+        if cost is None:
+            self.metrics.unpriced_calls.labels(alias, deployment).inc()
+        elif cost:
+            self.metrics.cost_usd.labels(alias, deployment).inc(cost / 1_000_000)
+
+    def _usage(self, ctx: RequestContext, reply: Reply | None) -> Usage:
+        usage = ctx.usage
+        if ctx.cache_hit:
+            return usage or Usage()
+        if ctx.stream:
+            if ctx.stream_complete and usage is not None:
+                return usage
+            if not ctx.capture and usage is None:
+                return Usage()  # failed before the first byte: nothing consumed
+            text = text_of_sse(ctx.capture or ())
+        else:
+            if usage is not None:
+                return usage
+            if not isinstance(reply, JSONReply) or reply.status != 200:
+                return Usage()
+            text = text_of_body(reply.body)
+        counted = estimate_usage(self.tokens, ctx.operation.value, ctx.body, _model_hint(ctx), text, usage)
+        ctx.usage = counted  # the pipeline's token metrics count it too
+        self.metrics.estimated_usage.labels(ctx.alias).inc()
+        return counted
+
+    def _observe(self, ctx: RequestContext, usage: Usage, cost: int | None, saved: int) -> None:
+        m = self.metrics
+        deployment = ctx.deployment or ""
+        labels = (ctx.alias, deployment)
+        if cost is None:
+            m.unpriced_calls.labels(*labels).inc()
+            if labels not in self._unpriced_logged:  # once per deployment and config; the metric counts
+                self._unpriced_logged.add(labels)
+                log.warning("call cost unknown: no price for the deployment",
+                            extra={"fields": {"alias": ctx.alias, "deployment": deployment,
+                                              "request_id": ctx.request_id}})
+        elif cost:
+            child = self._cost_children.get(labels)
+            if child is None:
+                child = self._cost_children[labels] = m.cost_usd.labels(*labels)
+            child.inc(cost / 1_000_000)
+            # --- observability ---
+            m.child(m.team_cost_usd, *m.principal_labels(ctx.principal.name, ctx.principal.team)).inc(
+                cost / 1_000_000)
+            # --- end observability ---
+        if saved:
+            m.cache_saved_usd.labels(ctx.alias).inc(saved / 1_000_000)
+        if usage.cached_tokens and deployment:
+            m.tokens.labels(ctx.alias, deployment, "cached").inc(usage.cached_tokens)
+        if usage.cache_write_tokens and deployment:
+            m.tokens.labels(ctx.alias, deployment, "cache_write").inc(usage.cache_write_tokens)
+
+    # streams -----------------------------------------------------------------------------------
+    def annotate_stream(self, ctx: RequestContext, usage: Usage | None, out: bytes) -> bytes:
+        """Add `cost` (USD, null when unknown) to the usage object of the client's final usage chunk."""
+        if usage is None:
+            return out
+        price = self.prices.get(ctx.deployment or "")
+        cost = price.cost_micro(usage) / 1_000_000 if price is not None else None
+        return add_usage_fields(out, {"cost": cost})
+
+
+def add_usage_fields(out: bytes, extra: dict[str, Any]) -> bytes:
+    events = out.split(b"\n\n")
+    for i, event in enumerate(events):
+        if not event.startswith(b"data: {") or b'"usage"' not in event:
+            continue
+        try:
+            chunk = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            continue
+        usage = chunk.get("usage") if isinstance(chunk, dict) else None
+        if isinstance(usage, dict):
+            usage.update(extra)
+            events[i] = b"data: " + orjson.dumps(chunk)
+    return b"\n\n".join(events)
+
+
+def spend_metrics(record: UsageRecord) -> list[tuple[str, int]]:
+    """What this call adds to each of its dimensions in the day's spend hash (zeros left out)."""
+    # A hedged attempt that lost is spend, not another request of the client's.
+    metrics: list[tuple[str, int]] = [("hedges" if record.hedge else "requests", 1)]
+    cost = record.cost_micro_usd
+    if cost is None:
+        metrics.append(("unpriced", 1))
+    elif cost:
+        metrics.append(("cost", cost))
+    if record.prompt_tokens:
+        metrics.append(("prompt_tokens", record.prompt_tokens))
+    if record.completion_tokens:
+        metrics.append(("completion_tokens", record.completion_tokens))
+    if record.cached_tokens:
+        metrics.append(("cached_tokens", record.cached_tokens))
+    if record.cache_write_tokens:
+        metrics.append(("cache_write_tokens", record.cache_write_tokens))
+    if record.estimated:
+        metrics.append(("estimated", 1))
+    if record.cache_hit:
+        metrics.append(("cache_hits", 1))
+    if record.saved_micro_usd:
+        metrics.append(("saved", record.saved_micro_usd))
+    return metrics
+
+
+def spend_dims(key: str, team: str, alias: str, deployment: str) -> tuple[str, ...]:
+    """The spend-hash dimensions of a call: `key|<name>`, `team|<name>`, `alias|…`, `deployment|…`."""
+    dims = [f"key|{key}"]
+    if team:
+        dims.append(f"team|{team}")
+    dims.append(f"alias|{alias}")
+    if deployment:
+        dims.append(f"deployment|{deployment}")
+    return tuple(dims)
+
+
+def _adjust(call: str, hold: Hold, delta: int) -> StoreOp:
+    return StoreOp("budget_adjust", (hold.tag, hold.counters, delta, hold.ttl), (call, "b"))
+
+
+_write_ids = itertools.count(1)
+_write_prefix = ("", 0)
+
+
+def _write_id() -> str:
+    """Unique across replicas and restarts: a random prefix per process (a fork gets its own) and a
+    counter; names a call's writes so a store can apply a re-sent write at most once."""
+    global _write_prefix
+    if _write_prefix[1] != os.getpid():
+        _write_prefix = (os.urandom(8).hex(), os.getpid())
+    return f"{_write_prefix[0]}{next(_write_ids):x}"
+
+
+def _model_hint(ctx: RequestContext) -> str:
+    return ctx.deployment.rsplit("/", 1)[-1] if ctx.deployment else ctx.alias
+
+
+def _refusal(rule: Rule) -> str:
+    who = f"key '{rule.name}'" if rule.scope == "key" else f"team '{rule.name}'"
+    return (f"The {who} has used its budget of ${rule.usd:g} per {rule.period}. "
+            f"It resets at the start of the next {rule.period} (UTC).")
+
+
+def build_stage(config: GatewayConfig, table: PriceTable, *, store: Store, tokens: TokenCounter, metrics: Metrics,
+                retry: RetryQueue, clock: Callable[[], float] = time.time) -> AccountingStage:
+    """The stage for one config: prices resolved per deployment, the dearest per alias for reservations."""
+    prices = deployment_prices(config, table)
+    reserve: dict[str, UnitPrice | None] = {}
+    for alias, spec in config.models.items():
+        known = [p for d in spec.deployments if (p := prices.get(d.id)) is not None]
+        reserve[alias] = max(known, key=lambda p: (p.input + p.output, p.input)) if known else None
+    for deployment, price in prices.items():
+        if price is None:
+            log.warning("no price for deployment; its cost will be reported as unknown",
+                        extra={"fields": {"deployment": deployment}})
+    acct = config.accounting
+    return AccountingStage(prices=prices, reserve_prices=reserve, budgets=BudgetPlan(config.auth), store=store,
+                           tokens=tokens, metrics=metrics, retry=retry,
+                           fail_closed=config.store.failure_policy == "fail_closed",
+                           usage_log_maxlen=acct.usage_log_maxlen,
+                           reserve_completion_tokens=acct.reserve_completion_tokens, clock=clock)
