@@ -1,0 +1,335 @@
+"""The composition root: the only module that builds concrete objects (store, upstream pool,
+providers, pipeline) and wires them into the Starlette app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from gateway.accounting.prices import PriceError, load_prices
+from gateway.auth import Authenticator
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.errors import NotFoundError
+from gateway.logging import apply_level, get_logger
+from gateway.metrics import Metrics, mark_process_dead
+from gateway.middleware.edge import EdgeMiddleware
+from gateway.ops.access_log import AccessLog
+from gateway.ops.monitor import Monitor
+from gateway.ops.watch import FileWatcher
+from gateway.pipeline import Pipeline, Stage
+from gateway.ratelimit import KeyRegistry, RateLimiter, RateLimitStage
+from gateway.ratelimit.keys import KeyStore
+from gateway.ratelimit.stage import LimitStore
+from gateway.routes.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
+from gateway.routes.openai import ModelsEndpoint, OpenAIEndpoint
+from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
+from gateway.routing.router import Router
+from gateway.routing.stage import RoutingStage
+from gateway.routing.stats import RoutingStats, RoutingStore
+from gateway.routing.table import RouteTable
+from gateway.runtime import Runtime, Services
+from gateway.schemas import Operation
+from gateway.stages.accounting import RetryQueue, build_stage
+from gateway.stages.cache import CacheStage, CacheStore
+from gateway.stages.shutdown import drain
+from gateway.store import build_store
+from gateway.store.topology import describe as describe_store
+from gateway.tokenize import TokenCounter
+from gateway.upstream import UpstreamPool
+
+log = get_logger("app")
+
+
+def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
+    table = RouteTable(config)
+    assert services.store is not None, "the store is built before any config is applied"
+    # --- rate limits --- (first: a refused request touches nothing else)
+    keys = services.extra.get("keys")
+    auth = Authenticator(config.auth, keys.lookup if isinstance(keys, KeyRegistry) else None)
+    limiter = RateLimiter(config, cast(LimitStore, services.store), services.tokens, services.metrics)
+    deployment_limits = any(d.limits for spec in config.models.values() for d in spec.deployments)
+    gate = limiter if deployment_limits else None
+    stages: list[Stage] = [RateLimitStage(limiter)]
+    # --- end rate limits ---
+    # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
+    retry = services.extra.get("accounting.retry")
+    if not isinstance(retry, RetryQueue):
+        retry = services.extra["accounting.retry"] = RetryQueue(config.accounting.retry_queue, services.metrics)
+    retry.bound = config.accounting.retry_queue
+    try:
+        prices = load_prices(config.accounting.prices_file)
+    except PriceError as exc:
+        raise ConfigError([f"accounting.prices_file: {line}" for line in str(exc).splitlines()]) from None
+    accounting = build_stage(config, prices, store=services.store,
+                             tokens=services.tokens, metrics=services.metrics, retry=retry)
+    stages.append(accounting)
+    # --- end accounting ---
+    # --- cache --- (limits and budgets admit first, a hit answers without routing)
+    cache = CacheStage(cast(CacheStore, services.store), services.metrics, config,
+                       clock=cast(Callable[[], float], services.extra.get("cache.clock", time.time)))
+    if cache.policies:
+        stages.append(cache)
+    # --- end cache ---
+    # --- routing ---
+    stats = routing_stats(services)
+    router = Router(table, services.pool, stats=stats, metrics=services.metrics, gate=gate)
+    stages.append(RoutingStage(table, stats))  # last: runs only when no other stage answered
+    # --- end routing ---
+    pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),
+                        stream_usage_hook=accounting.annotate_stream)
+    return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
+
+
+def routing_stats(services: Services) -> RoutingStats:  # --- routing ---
+    """The process-wide routing statistics (they outlive config reloads). Tests may put a clock,
+    a seeded `random.Random` and a sleep in `services.extra` under "routing.clock", "routing.rng" and
+    "routing.sleep" before the app starts."""
+    stats = services.extra.get("routing.stats")
+    if not isinstance(stats, RoutingStats):
+        extra = services.extra
+        options: dict[str, Any] = {k: extra[f"routing.{k}"] for k in ("clock", "rng", "sleep")
+                                   if f"routing.{k}" in extra}
+        stats = RoutingStats(cast(RoutingStore, services.store), metrics=services.metrics, **options)
+        services.extra["routing.stats"] = stats
+    return stats
+
+
+async def apply_config(services: Services, config: GatewayConfig) -> Runtime:
+    """Build everything a config implies and swap it in atomically; requests in flight keep the
+    runtime they started with."""
+    runtime = build_runtime(config, services)
+    await services.pool.update(runtime.table.provider_map)
+    previous = services.runtime
+    services.runtime = runtime
+    services.max_body_bytes = config.server.max_body_bytes
+    if previous is not None and previous.digest != runtime.digest:
+        services.metrics.forget(services.metrics.config_info, previous.digest)
+    services.metrics.config_info.labels(runtime.digest).set(1)
+    # --- observability ---
+    services.metrics.config_reload_timestamp.set(time.time())
+    services.metrics.set_key_labels(config.metrics.key_labels)
+    services.metrics.set_deployments({(alias, d.id, d.provider) for alias, spec in config.models.items()
+                                      for d in spec.deployments})
+    access = services.extra.get("access_log")
+    if isinstance(access, AccessLog):
+        access.enabled, access.log_prompts = config.logging.access_log, config.logging.log_prompts
+    apply_level(config.logging.level)
+    # --- end observability ---
+    if not config.auth.required:
+        log.warning("auth.required is false: every caller is accepted without a key (demo mode)")
+    return runtime
+
+
+async def reload_from_file(services: Services) -> tuple[bool, list[str], str]:
+    """Reread the config file. A broken file keeps the running config and reports every problem.
+    Reloads (file watcher, SIGHUP, admin API) run one at a time."""
+    lock = services.extra.get("reload.lock")  # --- observability ---
+    if not isinstance(lock, asyncio.Lock):
+        lock = services.extra["reload.lock"] = asyncio.Lock()
+    async with lock:
+        watcher = services.extra.get("reload.watcher")
+        if isinstance(watcher, FileWatcher):
+            watcher.changed()  # what is read now is what the watcher saw: no second reload for it
+        return await _reload(services)
+
+
+async def _reload(services: Services) -> tuple[bool, list[str], str]:
+    current = services.current()
+    if services.config_path is None:
+        return False, ["the gateway was started without a config file"], current.digest
+    try:
+        config = load_config(services.config_path)
+        runtime = await apply_config(services, config)
+    except ConfigError as error:
+        services.metrics.config_reloads.labels("failure").inc()
+        for problem in error.problems:
+            log.error("config reload refused", extra={"fields": {"problem": problem}})
+        return False, error.problems, current.digest
+    except Exception as exc:  # --- observability: a fault while building still keeps the running config ---
+        services.metrics.config_reloads.labels("failure").inc()
+        log.exception("config reload failed", extra={"fields": {"error": type(exc).__name__}})
+        return False, [f"<config>: the gateway could not apply the config ({type(exc).__name__})"], current.digest
+    services.metrics.config_reloads.labels("success").inc()
+    log.info("config reloaded", extra={"fields": {"config": runtime.digest}})
+    return True, [], runtime.digest
+
+
+# --- observability: the periodic checks, the config watcher, SIGHUP ---
+def start_operations(services: Services) -> tuple[Monitor, FileWatcher | None]:
+    assert services.store is not None
+    monitor = Monitor(services.store, services.metrics, lambda: services.current().config)
+    monitor.start()
+    watcher: FileWatcher | None = None
+    path = services.config_path
+    if path is not None:
+        def watched() -> list[str]:
+            prices = services.current().config.accounting.prices_file
+            return [path, prices] if prices else [path]
+
+        watcher = FileWatcher(watched, lambda: reload_from_file(services),
+                              services.current().config.reload.watch_interval)
+        services.extra["reload.watcher"] = watcher
+        watcher.start()
+        # The config was read before the watcher first looked at the file: an edit in between (a
+        # worker starting while the file changes) would otherwise never be seen. One parse settles it.
+        try:
+            on_disk = load_config(path).digest()
+        except ConfigError:
+            on_disk = None
+        if on_disk != services.current().digest:
+            _schedule_reload(services)
+        loop = asyncio.get_running_loop()
+        try:  # the main thread only; a test server in a thread has no signal handlers
+            loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(services))
+            services.extra["reload.sighup"] = True
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
+    return monitor, watcher
+
+
+def _on_sighup(services: Services) -> None:
+    log.info("SIGHUP: reloading the config")
+    _schedule_reload(services)
+
+
+def _schedule_reload(services: Services) -> None:
+    task = asyncio.get_running_loop().create_task(reload_from_file(services))
+    tasks = cast(set[asyncio.Task[Any]], services.extra.setdefault("reload.tasks", set()))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def stop_operations(services: Services, ops: tuple[Monitor, FileWatcher | None]) -> None:
+    monitor, watcher = ops
+    await monitor.stop()
+    if watcher is not None:
+        await watcher.stop()
+    if services.extra.pop("reload.sighup", None):
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    mark_process_dead(os.getpid())
+# --- end observability ---
+
+
+class GatewayStarlette(Starlette):
+    """Starlette without its own ServerErrorMiddleware and ExceptionMiddleware: the gateway's
+    EdgeMiddleware (outermost) already turns every failure into an OpenAI-shaped answer, and the two
+    extra layers cost a Request object, a closure and two send wrappers on every request."""
+
+    def build_middleware_stack(self) -> Any:
+        app: Any = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+class NotFoundEndpoint:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise NotFoundError(f"Unknown path {scope['path']}.", code="unknown_url")
+
+
+def create_app(config: GatewayConfig, *, config_path: str | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    metrics = metrics or Metrics()
+    estimated = metrics.estimated_tokens
+    services = Services(metrics=metrics, pool=UpstreamPool(), config_path=config_path,
+                        tokens=TokenCounter(on_estimate=lambda name: estimated.labels(name).inc()),
+                        max_body_bytes=config.server.max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store_cfg = config.store
+        services.store = build_store(store_cfg.redis_url, timeout=store_cfg.timeout, key_prefix=store_cfg.key_prefix,
+                                     cluster=store_cfg.cluster,  # deploy: topology
+                                     replica_acks=store_cfg.replica_acks)
+        if store_cfg.redis_url:  # deploy: which Redis, never its credentials
+            where = describe_store(store_cfg.redis_url, cluster=store_cfg.cluster)
+            log.info("shared store", extra={"fields": {"redis": where}})
+        # --- rate limits: runtime keys, refreshed from the store in the background ---
+        keys = KeyRegistry(cast(KeyStore, services.store), metrics, config.limits_defaults.key_refresh)
+        services.extra["keys"] = keys
+        with contextlib.suppress(Exception):  # the store may be down at start: the refresher retries
+            await keys.refresh()
+        keys.start()
+        await apply_config(services, config)
+        # Tokenizer files load off the event loop; until then (or without them) counts are estimates.
+        await asyncio.to_thread(services.tokens.preload)
+        # Everything built so far lives for the whole process: move it out of the collector's sight
+        # so the periodic full collections no longer walk it (a pause of tens of ms under load).
+        gc.collect()
+        gc.freeze()
+        ops = start_operations(services)  # --- observability ---
+        services.started = True
+        try:
+            yield
+        finally:
+            await stop_operations(services, ops)  # --- observability ---
+            # --- deploy: graceful shutdown (uvicorn has drained connections up to server.shutdown_grace) ---
+            await drain(services)
+            # --- end deploy ---
+            await keys.stop()
+            await services.pool.close()
+            await services.store.close()
+
+    def openai(operation: Operation) -> OpenAIEndpoint:
+        return OpenAIEndpoint(operation, services)
+
+    models = ModelsEndpoint(services)
+    routes = []
+    # The OpenAI SDK is sometimes configured without the /v1 prefix: serve both.
+    for prefix in ("/v1", ""):
+        routes += [
+            Route(f"{prefix}/chat/completions", openai(Operation.CHAT)),
+            Route(f"{prefix}/completions", openai(Operation.COMPLETIONS)),
+            Route(f"{prefix}/embeddings", openai(Operation.EMBEDDINGS)),
+            Route(f"{prefix}/models", models),
+            Route(prefix + "/models/{model:path}", models),
+        ]
+    routes += [
+        Route("/healthz", HealthEndpoint()),
+        Route("/readyz", ReadyEndpoint(services)),
+        Route("/metrics", MetricsEndpoint(services)),
+        Route("/admin/config/reload", ReloadEndpoint(services, lambda: reload_from_file(services))),
+        Route("/admin/spend", SpendEndpoint(services, "spend")),  # accounting
+        Route("/admin/budgets", SpendEndpoint(services, "budgets")),  # accounting
+        Route("/admin/usage", SpendEndpoint(services, "usage")),  # accounting
+        Route("/admin/cache/purge", CachePurgeEndpoint(services)),  # --- cache ---
+        Route("/admin/keys", KeysEndpoint(services)),
+        Route("/admin/keys/{key_id}", KeysEndpoint(services)),
+        Route("/{path:path}", NotFoundEndpoint()),
+    ]
+    # The OpenAI endpoints skip the route list: one dict lookup in the edge layer finds them.
+    fast_paths = {route.path: route.app for route in routes
+                  if isinstance(route, Route) and isinstance(route.app, OpenAIEndpoint)}
+    access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
+    app = GatewayStarlette(routes=routes, lifespan=lifespan,
+                           middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,
+                                                  metrics=metrics)])
+    app.state.services = services
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` and multi-worker serving: the config path comes from
+    GATEWAY_CONFIG."""
+    from gateway.config import default_config_path
+    from gateway.logging import setup_logging
+
+    # Worker processes start fresh: logging is set up again from what `gateway serve` passed down
+    # (a level given on the command line or in the environment wins over the config's).
+    path = default_config_path()
+    config = load_config(path)
+    level = os.environ.get("GATEWAY_LOG_LEVEL")
+    setup_logging(level or config.logging.level, os.environ.get("GATEWAY_LOG_FORMAT") or config.logging.format,
+                  pinned=bool(level))
+    return create_app(config, config_path=path)

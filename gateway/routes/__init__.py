@@ -1,0 +1,1 @@
+"""HTTP surface: OpenAI endpoints, operations endpoints, admin API."""

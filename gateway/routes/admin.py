@@ -1,0 +1,173 @@
+"""The admin API, guarded by the master key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from gateway.accounting import queries
+from gateway.accounting.records import typed
+from gateway.cache.keys import GLOBAL_SCOPE_ID, key_scope_id, purge_pattern, short_id, team_scope_id
+from gateway.errors import AuthenticationError, InvalidRequestError, MethodNotAllowedError, NotFoundError
+from gateway.pipeline import JSONReply
+from gateway.ratelimit.keys import KeyRegistry, parse_spec
+from gateway.routes.asgi import read_body, request_headers, send_json
+from gateway.runtime import Services
+
+Reloader = Callable[[], Awaitable[tuple[bool, list[str], str]]]
+
+
+def require_master(services: Services, scope: dict[str, Any]) -> None:
+    runtime = services.current()
+    if not runtime.auth.is_master(request_headers(scope)):
+        raise AuthenticationError("The admin API needs the master key (auth.master_key).")
+
+
+class ReloadEndpoint:
+    """POST /admin/config/reload: reread the config file; a broken file keeps the running config and
+    the answer lists every problem."""
+
+    def __init__(self, services: Services, reload: Reloader) -> None:
+        self.services = services
+        self.reload = reload
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "POST":
+            raise MethodNotAllowedError("Use POST to reload the config.")
+        require_master(self.services, scope)
+        ok, problems, digest = await self.reload()
+        body = {"reloaded": ok, "config": digest, "problems": problems}
+        await send_json(send, JSONReply(200 if ok else 422, orjson.dumps(body)))
+
+
+# --- accounting ---
+class SpendEndpoint:
+    """GET /admin/spend?by=key|team|alias|deployment[&name=…][&since=YYYY-MM-DD&until=…|&period=day|month]:
+    spend per name over whole UTC days (default: this month), with per-day detail.
+    GET /admin/budgets: every budget and what its current period has used.
+    GET /admin/usage?since=…[&until=…][&limit=…]: usage-log records."""
+
+    def __init__(self, services: Services, what: str) -> None:
+        self.services = services
+        self.what = what
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "GET":
+            raise MethodNotAllowedError(f"Use GET for {scope['path']}.")
+        require_master(self.services, scope)
+        store = self.services.store
+        assert store is not None
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        now = time.time()
+        try:
+            if self.what == "spend":
+                start, end = queries.day_range(query.get("since"), query.get("until"), query.get("period"), now)
+                body: Any = await queries.spend(store, query.get("by", "key"), query.get("name"), start, end)
+            elif self.what == "budgets":
+                body = {"budgets": await queries.budgets(store, self.services.current().config.auth, now)}
+            else:
+                start_ms = queries.since_ms(query["since"]) if "since" in query else int(now * 1000) - 3_600_000
+                end_ms = queries.since_ms(query["until"]) if "until" in query else int(now * 1000)
+                raw_limit = query.get("limit", "1000")
+                limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 1000
+                rows = await store.usage_read(start_ms, end_ms, min(limit, 10_000))
+                body = {"records": [typed(r) for r in rows]}
+        except queries.QueryError as exc:
+            raise InvalidRequestError(str(exc), code="invalid_query") from None
+        await send_json(send, JSONReply(200, orjson.dumps(body)))
+# --- end accounting ---
+
+
+# --- cache ---
+class CachePurgeEndpoint:
+    """POST /admin/cache/purge with a JSON body naming what to delete: `alias`, and/or one scope:
+    `key` (a key's name), `team`, or `global: true`. An empty body purges every entry."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "POST":
+            raise MethodNotAllowedError("Use POST to purge the cache.")
+        require_master(self.services, scope)
+        raw = await read_body(receive, request_headers(scope), 64 * 1024)
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError("The body must be a JSON object.", code="invalid_json") from None
+        if not isinstance(body, dict) or set(body) - {"alias", "key", "team", "global"}:
+            raise InvalidRequestError("Give a JSON object with any of: alias, and one of key, team, global.")
+        scopes = [name for name in ("key", "team", "global") if body.get(name)]
+        if len(scopes) > 1:
+            raise InvalidRequestError("Name at most one scope: key, team or global.")
+        for name in ("alias", "key", "team"):
+            if name in body and not isinstance(body[name], str):
+                raise InvalidRequestError(f"'{name}' must be a string.", param=name)
+        scope_id = (key_scope_id(body["key"]) if body.get("key") else team_scope_id(body["team"])
+                    if body.get("team") else GLOBAL_SCOPE_ID if body.get("global") else None)
+        alias_id = short_id(body["alias"]) if body.get("alias") else None
+        runtime = self.services.current()
+        store = self.services.store
+        purged = await store.cache_purge(  # type: ignore[union-attr]
+            purge_pattern(runtime.config.store.key_prefix, alias_id, scope_id))
+        await send_json(send, JSONReply(200, orjson.dumps({"purged": purged})))
+# --- end cache ---
+
+
+# --- rate limits: gateway keys ---
+
+
+class KeysEndpoint:
+    """Runtime gateway keys (master key only):
+
+    POST /admin/keys              create; the answer holds the plain key, shown this once
+    GET /admin/keys               list (revoked keys included, marked)
+    GET /admin/keys/{id}          one key
+    PATCH /admin/keys/{id}        update limits, models, metadata, team or name
+    DELETE /admin/keys/{id}       revoke (every replica refuses it within a second)
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        require_master(self.services, scope)
+        registry = self.services.extra.get("keys")
+        if not isinstance(registry, KeyRegistry):
+            raise NotFoundError("Runtime keys are not available.", code="unknown_url")
+        key_id = scope.get("path_params", {}).get("key_id")
+        method = scope["method"]
+        if key_id is None and method == "POST":
+            spec = parse_spec(await read_body(receive, request_headers(scope), 1 << 20), partial=False)
+            self._check_names(spec)
+            record, plain = await registry.create(spec)
+            await send_json(send, JSONReply(201, orjson.dumps({**record.public(), "key": plain})))
+        elif key_id is None and method == "GET":
+            records = await registry.all()
+            await send_json(send, JSONReply(200, orjson.dumps(
+                {"object": "list", "data": [r.public() for r in records]})))
+        elif key_id is not None and method == "GET":
+            await send_json(send, JSONReply(200, orjson.dumps((await registry.get(key_id)).public())))
+        elif key_id is not None and method == "PATCH":
+            changes = parse_spec(await read_body(receive, request_headers(scope), 1 << 20), partial=True)
+            self._check_names(changes)
+            record = await registry.update(key_id, changes)
+            await send_json(send, JSONReply(200, orjson.dumps(record.public())))
+        elif key_id is not None and method == "DELETE":
+            record = await registry.revoke(key_id)
+            await send_json(send, JSONReply(200, orjson.dumps(record.public())))
+        else:
+            raise MethodNotAllowedError(f"{method} is not supported on {scope['path']}.")
+
+    def _check_names(self, spec: dict[str, Any]) -> None:
+        config = self.services.current().config
+        for model in spec.get("models") or []:
+            if model not in config.models:
+                raise InvalidRequestError(f"Unknown model alias '{model}'.", param="models")
+        name = spec.get("name")
+        if name is not None and any(k.name == name for k in config.auth.keys):
+            raise InvalidRequestError(f"The config already declares a key named '{name}'.", param="name")

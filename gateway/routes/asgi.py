@@ -1,0 +1,113 @@
+"""Small ASGI helpers shared by the routes: reading a bounded body and sending replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.errors import PayloadTooLargeError
+from gateway.pipeline import JSONReply, StreamReply
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+JSON_TYPE = (b"content-type", b"application/json")
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def read_body(receive: Any, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it is known to pass `limit`."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def send_json(send: Any, reply: JSONReply) -> None:
+    raw = encode_headers(reply.headers)
+    raw.append(JSON_TYPE)
+    raw.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
+    """Send an SSE reply as it is produced. While the provider is still producing, a watcher reads
+    the client side: when the client goes away it cancels this task, which closes the upstream
+    response at once (the provider stops generating) and settles the request. A stream that is
+    already complete has nothing to wait for, and no watcher."""
+    if reply.complete:
+        try:
+            await _pump(send, reply)
+        finally:
+            await _close(reply)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected.set()
+                task.cancel()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        await _pump(send, reply)
+    except asyncio.CancelledError:
+        if not disconnected.is_set():
+            raise
+        task.uncancel()
+    finally:
+        watcher.cancel()
+        await _close(reply)
+
+
+async def _pump(send: Any, reply: StreamReply) -> None:
+    headers = encode_headers(reply.headers)
+    headers.extend(STREAM_HEADERS)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.first, "more_body": True})
+    async for chunk in reply.rest:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _close(reply: StreamReply) -> None:
+    """Close the rest of the stream: its `finally` closes the upstream answer and settles."""
+    with contextlib.suppress(BaseException):
+        await reply.rest.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,55 @@
+"""Operations endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.metrics import CONTENT_TYPE
+from gateway.pipeline import JSONReply
+from gateway.routes.asgi import send_json
+from gateway.runtime import Services
+
+
+class HealthEndpoint:
+    """Liveness: the process answers."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send_json(send, JSONReply(200, b'{"status":"ok"}'))
+
+
+class ReadyEndpoint:
+    """Readiness: a config is loaded and the store answers (the store only with `fail_closed`)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        services = self.services
+        checks = {"config": services.runtime is not None,
+                  "store": services.store is not None and await services.store.ping()}
+        services.metrics.store_up.set(1 if checks["store"] else 0)
+        # --- deploy: with fail_open the gateway serves without its store, so a Redis outage must not
+        # take every replica out of the load balancer at once (Kubernetes readiness); with fail_closed
+        # it refuses traffic anyway, and readiness says so.
+        runtime = services.runtime
+        store_optional = runtime is not None and runtime.config.store.failure_policy == "fail_open"
+        ready = checks["config"] and (checks["store"] or store_optional)
+        # --- end deploy ---
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        if services.runtime is not None:
+            body["config"] = services.runtime.digest
+        await send_json(send, JSONReply(200 if ready else 503, orjson.dumps(body)))
+
+
+class MetricsEndpoint:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        payload = self.services.metrics.exposition()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE.encode()),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,82 @@
+"""The package's shape, as DESIGN.md draws it: imports only point down the layers, the third-party
+libraries with a single owner stay in that owner, and no module grows past the size budget."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
+
+# Module (or package) → layer. A module may import from its own layer or any lower one.
+LAYERS: dict[str, int] = {
+    "schemas": 0, "errors": 0, "config": 0, "context": 0, "tokenize": 0, "metrics": 0, "logging": 0,
+    "store": 1, "httpclient": 1, "auth": 1, "ratelimit": 1, "cache": 1, "accounting": 1, "providers": 1, "upstream": 1,
+    "routing": 2,
+    "pipeline": 3, "runtime": 3, "stages": 3, "ops": 3,
+    "routes": 4, "middleware": 4,
+    "app": 5, "cli": 5, "__main__": 5, "__init__": 5,
+}
+# Third-party libraries that exactly one place may import.
+OWNERS = {
+    "aiohttp": set(),  # tests' fake upstreams only: the gateway's client is gateway/httpclient.py
+    "httptools": {"httpclient"},
+    "prometheus_client": {"metrics"},
+    "starlette": {"app", "routes", "middleware"},
+    "redis": {"store"},
+}
+HARD_LIMIT = 800
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def top(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def imported(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_every_module_has_a_layer() -> None:
+    unknown = {top(p) for p in modules()} - set(LAYERS)
+    assert not unknown, f"give these a layer in this test and in DESIGN.md: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path) -> None:
+    own = LAYERS[top(path)]
+    for name in imported(path):
+        parts = name.split(".")
+        if parts[0] == "gateway" and len(parts) > 1:
+            target = parts[1]
+            assert LAYERS[target] <= own, f"{path.name} (L{own}) imports {name} (L{LAYERS[target]})"
+        owners = OWNERS.get(parts[0])
+        if owners is not None:
+            assert top(path) in owners, f"{path.relative_to(PACKAGE)} imports {parts[0]}, owned by {owners}"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_module_size_budget(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= HARD_LIMIT, f"{path.relative_to(PACKAGE)} has {lines} lines (limit {HARD_LIMIT})"
+
+
+def test_the_checks_can_fail(tmp_path: Path) -> None:
+    """The import check really sees an upward import."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from gateway.app import create_app\nimport aiohttp\n")
+    assert "gateway.app" in imported(bad)
+    assert "aiohttp" in imported(bad)
