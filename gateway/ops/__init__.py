@@ -1,0 +1,1 @@
+"""Operations: the access log, the config file watcher, the periodic store/budget checks."""

@@ -1,0 +1,93 @@
+"""Watching the config file: a cheap poll (one `stat` per file per interval, the contents hashed only
+when the stat changed), so it works everywhere without new dependencies: plain files edited in
+place or replaced by rename, and Kubernetes ConfigMap volumes, where an update swaps a symlink
+(`..data`) and the file's path never changes: `os.stat` follows the links, so the resolved target's
+inode, size and mtime change, and the hash of the contents decides whether anything really did."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+
+from gateway.logging import get_logger
+
+log = get_logger("reload")
+
+Signature = tuple[str, int, int, int, int]  # resolved path, device, inode, size, mtime_ns
+
+
+def signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+        return os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    except OSError:
+        return None
+
+
+def content_hash(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+class FileWatcher:
+    """Calls `on_change` when any watched file's contents change (checked every `interval` s)."""
+
+    def __init__(self, paths: Callable[[], Sequence[str]], on_change: Callable[[], Awaitable[object]],
+                 interval: float) -> None:
+        self.paths = paths
+        self.on_change = on_change
+        self.interval = interval
+        self._seen: dict[str, tuple[Signature | None, str | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> None:
+        """Remember the files as they are now (the loaded config's files)."""
+        self._seen = {p: (signature(p), content_hash(p)) for p in self.paths()}
+
+    def changed(self) -> list[str]:
+        """One poll: the files whose contents differ from the snapshot (the snapshot follows)."""
+        changed: list[str] = []
+        paths = list(self.paths())
+        for path in paths:
+            sig = signature(path)
+            old = self._seen.get(path)
+            if old is not None and old[0] == sig:
+                continue
+            digest = content_hash(path) if sig is not None else None
+            if old is None or old[1] != digest:
+                changed.append(path)
+            self._seen[path] = (sig, digest)
+        for path in set(self._seen) - set(paths):
+            del self._seen[path]
+        return changed
+
+    def start(self) -> None:
+        if self._task is None and self.interval > 0:
+            self.snapshot()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="config-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                changed = self.changed()
+                if changed:
+                    log.info("config file changed: reloading", extra={"fields": {"files": changed}})
+                    await self.on_change()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watcher must outlive any one failed reload
+                log.exception("config watcher failed")
