@@ -18,7 +18,8 @@ from redis.exceptions import NoScriptError, RedisError
 from gateway.errors import StoreUnavailableError
 from gateway.ratelimit.core import WINDOW_MS, Decision, ScopeLimits, day_left_ms, day_of, decode
 from gateway.ratelimit.lua import SCRIPT
-from gateway.store.scripts import ScriptOps
+from gateway.store.resp import LeanRedis
+from gateway.store.scripts import ScriptOps, sha_of
 
 LIMIT_TAG = "rl"
 KEYS_TAG = "keys"
@@ -28,6 +29,7 @@ class RedisLimitOps(ScriptOps):
     """Mixed into RedisStore, which provides `client`, `timeout` and `key()`."""
 
     client: Any
+    fast: LeanRedis | None
     timeout: float
 
     _rl_sha: str | None = None
@@ -65,6 +67,8 @@ class RedisLimitOps(ScriptOps):
         args = self._rl_args("reserve", scopes, rid, now_ms, tokens, lease_ms, 0, False)
         try:
             async with asyncio.timeout(self.timeout):
+                if self.fast is not None:
+                    return decode(await self._rl_reserve_lean(self.fast, keys, args))
                 if self._rl_sha is None:
                     self._rl_sha = await self.client.script_load(SCRIPT)
                 try:
@@ -78,6 +82,16 @@ class RedisLimitOps(ScriptOps):
             self._rl_sha = None
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
         return decode(raw)
+
+    @staticmethod
+    async def _rl_reserve_lean(fast: LeanRedis, keys: list[str], args: list[Any]) -> Any:
+        call = ("EVALSHA", sha_of(SCRIPT), len(keys), *keys, *args)
+        (raw,) = await fast.execute([call])
+        if isinstance(raw, NoScriptError):  # a restarted or failed-over Redis: load it, in the same write
+            _, raw = await fast.execute([("SCRIPT", "LOAD", SCRIPT), call])
+        if isinstance(raw, Exception):
+            raise raw
+        return raw
 
     def queue_rl_settle(self, pipe: Pipeline, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int,
                         reserved: int, actual: int, release: bool) -> None:

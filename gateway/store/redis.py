@@ -25,6 +25,7 @@ from gateway.store import StoreOp
 from gateway.store.accounting import RedisAccountingOps
 from gateway.store.cache_redis import RedisCacheOps
 from gateway.store.limits_redis import RedisLimitOps
+from gateway.store.resp import LeanBatch, LeanRedis, lean_url
 from gateway.store.routing import RedisRoutingOps
 from gateway.store.scripts import SOURCES
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster
@@ -49,6 +50,9 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         self.client: aioredis.Redis = async_client(url, timeout=timeout, cluster=cluster)
         self.cluster = is_cluster(url, cluster=cluster)
         # --- end deploy ---
+        # The per-request calls (reserve, settle batch) on one plain Redis go through the lean client
+        # (store/resp.py); everything else, and Sentinel, Cluster and TLS, through redis-py.
+        self.fast: LeanRedis | None = None if self.cluster or not lean_url(url) else LeanRedis(url, timeout=timeout)
 
     async def ping(self) -> bool:
         try:
@@ -100,7 +104,7 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
 
     async def _execute(self, ops: Sequence[StoreOp], *, load_scripts: bool = False) -> tuple[list[Any], int | None]:
         """The ops' results and, when the batch had to wait for replicas, how many confirmed it."""
-        pipe: Any = self.client.pipeline(transaction=False)
+        pipe: Any = LeanBatch(self.fast) if self.fast is not None else self.client.pipeline(transaction=False)
         if self.cluster:  # --- deploy ---
             pipe = ClusterBatch(pipe)
         loads = 0
@@ -125,4 +129,6 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         return results[loads:], acked
 
     async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.aclose()
         await aclose_all(self.client)  # deploy: also a Sentinel client's sentinel connections

@@ -36,6 +36,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "fakeredis":
         await redis_store.client.aclose()
         redis_store.client = fakeredis.FakeAsyncRedis()
+        redis_store.fast = None  # fakeredis speaks through redis-py only
     elif request.param == "redis" and not await _real_redis_up():
         await redis_store.close()
         pytest.skip("no Redis at 127.0.0.1:6379")
@@ -108,6 +109,7 @@ async def test_redis_usage_log_is_trimmed_approximately() -> None:
     store = RedisStore(REDIS_URL, timeout=1.0, key_prefix="unused")
     await store.client.aclose()
     store.client = fakeredis.FakeAsyncRedis()
+    store.fast = None  # fakeredis speaks through redis-py only
     try:
         await store.run_batch([StoreOp("usage_append", ({"request_id": f"r{i}"}, 10)) for i in range(500)])
         length: Any = await store.client.xlen("unused:{usage}:usage")

@@ -41,6 +41,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "fakeredis":
         await redis_store.client.aclose()
         redis_store.client = fakeredis.FakeAsyncRedis()
+        redis_store.fast = None  # fakeredis speaks through redis-py only
     try:
         yield redis_store
     finally:

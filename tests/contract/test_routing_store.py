@@ -42,6 +42,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         s = RedisStore("redis://unused", timeout=1.0, key_prefix=prefix)
         await s.client.aclose()
         s.client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        s.fast = None  # fakeredis speaks through redis-py only
         yield s
         await s.client.aclose()
         return
