@@ -97,14 +97,6 @@ class RedisAccountingOps(ScriptOps):
     client: Any
     timeout: float
     prefix: str
-    _acct_scripts: dict[str, Any]
-
-    def _script(self, name: str, source: str) -> Any:
-        scripts = self.__dict__.setdefault("_acct_scripts", {})
-        script = scripts.get(name)
-        if script is None:
-            script = scripts[name] = self.client.register_script(source)
-        return script
 
     async def _acct_call(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -151,8 +143,7 @@ class RedisAccountingOps(ScriptOps):
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
                              ttl: int) -> int:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
-        script = self._script("reserve", _RESERVE)
-        return int(await self._acct_call(lambda: script(keys=keys, args=[amount, ttl, *limits])))
+        return int(await self._acct_call(lambda: self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
 
     async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
         keys = [budget_key(self.prefix, tag, c) for c in counters]

@@ -38,17 +38,11 @@ class RedisCacheOps(ScriptOps):
     client: aioredis.Redis
     timeout: float
 
-    def _cache_script(self) -> Any:
-        script = getattr(self, "_cache_lookup_script", None)
-        if script is None:
-            script = self._cache_lookup_script = self.client.register_script(_LOOKUP)
-        return script
-
     async def cache_lookup(self, entry_key: str, lock_key: str, token: str, lock_ms: int) -> tuple[bytes | None, bool]:
         """(the entry or None, whether this caller now holds the lock). An empty token asks for no lock."""
         try:
             async with asyncio.timeout(self.timeout):
-                result = await self._cache_script()(keys=[entry_key, lock_key], args=[token, lock_ms])
+                result = await self.run_script(_LOOKUP, [entry_key, lock_key], [token, lock_ms])
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
         if result[0] == 1:

@@ -10,16 +10,17 @@ and Redis Cluster runs a multi-key script only when all its keys live in one slo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
 from gateway.ratelimit.core import WINDOW_MS, Decision, ScopeLimits, day_left_ms, day_of, decode
 from gateway.ratelimit.lua import SCRIPT
 from gateway.store.resp import LeanRedis
-from gateway.store.scripts import ScriptOps, sha_of
+from gateway.store.scripts import ScriptOps
 
 LIMIT_TAG = "rl"
 KEYS_TAG = "keys"
@@ -31,8 +32,7 @@ class RedisLimitOps(ScriptOps):
     client: Any
     fast: LeanRedis | None
     timeout: float
-
-    _rl_sha: str | None = None
+    _follow_master: Callable[[], Awaitable[None]]
 
     _rl_key_cache: dict[tuple[tuple[ScopeLimits, ...], int], list[str]] | None = None
 
@@ -67,31 +67,11 @@ class RedisLimitOps(ScriptOps):
         args = self._rl_args("reserve", scopes, rid, now_ms, tokens, lease_ms, 0, False)
         try:
             async with asyncio.timeout(self.timeout):
-                if self.fast is not None:
-                    return decode(await self._rl_reserve_lean(self.fast, keys, args))
-                if self._rl_sha is None:
-                    self._rl_sha = await self.client.script_load(SCRIPT)
-                try:
-                    raw = await self.client.evalsha(self._rl_sha, len(keys), *keys, *args)
-                except NoScriptError:  # a restarted or failed-over Redis: load again, once
-                    self._rl_sha = await self.client.script_load(SCRIPT)
-                    raw = await self.client.evalsha(self._rl_sha, len(keys), *keys, *args)
+                raw = await self.run_script(SCRIPT, keys, args)
         except (RedisError, OSError, TimeoutError) as exc:
-            # The server may come back without the script (restart, failover): settles send the
-            # script itself until a reserve has loaded it again.
-            self._rl_sha = None
+            await self._follow_master()
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
         return decode(raw)
-
-    @staticmethod
-    async def _rl_reserve_lean(fast: LeanRedis, keys: list[str], args: list[Any]) -> Any:
-        call = ("EVALSHA", sha_of(SCRIPT), len(keys), *keys, *args)
-        (raw,) = await fast.execute([call])
-        if isinstance(raw, NoScriptError):  # a restarted or failed-over Redis: load it, in the same write
-            _, raw = await fast.execute([("SCRIPT", "LOAD", SCRIPT), call])
-        if isinstance(raw, Exception):
-            raise raw
-        return raw
 
     def queue_rl_settle(self, pipe: Pipeline, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int,
                         reserved: int, actual: int, release: bool) -> None:

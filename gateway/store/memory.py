@@ -17,6 +17,7 @@ from gateway.store.routing import MemoryRoutingOps
 
 class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps):  # see the mixin modules
     in_process = True
+    ordered = True
 
     async def ping(self) -> bool:
         return True

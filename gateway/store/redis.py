@@ -25,10 +25,10 @@ from gateway.store import StoreOp
 from gateway.store.accounting import RedisAccountingOps
 from gateway.store.cache_redis import RedisCacheOps
 from gateway.store.limits_redis import RedisLimitOps
-from gateway.store.resp import LeanBatch, LeanRedis, lean_url
+from gateway.store.resp import LeanBatch, LeanRedis
 from gateway.store.routing import RedisRoutingOps
 from gateway.store.scripts import SOURCES
-from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster
+from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, lean_client
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
 DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
@@ -52,7 +52,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         # --- end deploy ---
         # The per-request calls (reserve, settle batch) on one plain Redis go through the lean client
         # (store/resp.py); everything else, and Sentinel, Cluster and TLS, through redis-py.
-        self.fast: LeanRedis | None = None if self.cluster or not lean_url(url) else LeanRedis(url, timeout=timeout)
+        self.fast: LeanRedis | None = lean_client(url, timeout=timeout, cluster=cluster, client=self.client)
+        self.ordered = self.fast is not None  # (routing statistics are read through redis-py: eventual)
 
     async def ping(self) -> bool:
         try:
@@ -99,6 +100,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         try:
             async with asyncio.timeout(self.timeout):
                 await follow_master(self.client)
+                if self.fast is not None:
+                    await self.fast.follow()
         except (RedisError, OSError, TimeoutError):
             pass  # the sentinels did not answer either; the next failure asks again
 

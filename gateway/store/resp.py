@@ -13,14 +13,16 @@ call just takes the next N replies. Errors are returned in place as redis-py's e
 (`NoScriptError`, `ReadOnlyError`, `ResponseError`...), so callers treat both clients alike; a lost
 connection fails every call in flight with redis-py's `ConnectionError` and the next call reconnects.
 
-Sentinel, Cluster and TLS stay on redis-py (store/topology.py)."""
+A Sentinel-managed master is served too: the sentinels are asked for its address at each connect
+(through redis-py's Sentinel client) and after a failed call (`follow`). Cluster and TLS stay on
+redis-py (store/topology.py: `lean_client`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -136,21 +138,38 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanRedis:
-    """One pipelined connection to one Redis, opened on first use and again after a loss."""
+    """One pipelined connection to one Redis, opened on first use and again after a loss. With
+    `resolve` (Sentinel: ask the sentinels for the master) the address is looked up at each connect."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
-        parts = urlsplit(url)
+    def __init__(self, *, timeout: float, host: str = "127.0.0.1", port: int = 6379, unix_path: str = "",
+                 username: str | None = None, password: str | None = None, db: int = 0,
+                 resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None) -> None:
         self.timeout = timeout
-        self.unix_path = parts.path if parts.scheme == "unix" else ""
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        db = parts.path.strip("/") if parts.scheme == "redis" else ""
-        query_db = dict(p.partition("=")[::2] for p in parts.query.split("&") if p).get("db", "")
-        self.db = int(db or query_db or 0)
+        self.host, self.port, self.unix_path = host, port, unix_path
+        self.username, self.password, self.db = username, password, db
+        self.resolve = resolve
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float) -> LeanRedis:
+        parts = urlsplit(url)
+        unix = parts.scheme == "unix"
+        query_db = dict(p.partition("=")[::2] for p in parts.query.split("&") if p).get("db", "")
+        return cls(timeout=timeout, host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                   unix_path=parts.path if unix else "",
+                   username=unquote(parts.username) if parts.username else None,
+                   password=unquote(parts.password) if parts.password else None,
+                   db=int((parts.path.strip("/") if not unix else "") or query_db or 0))
+
+    async def follow(self) -> None:
+        """(Sentinel) Ask where the master is; if it moved, reconnect there on the next call."""
+        if self.resolve is None:
+            return
+        host, port = await self.resolve()
+        conn = self._conn
+        if conn is not None and (host, port) != (self.host, self.port):
+            conn.close(RedisConnectionError("the master moved"))
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Send the commands in one write; their replies in order, errors as exception objects."""
@@ -184,6 +203,8 @@ class LeanRedis:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
+                if self.resolve is not None:
+                    self.host, self.port = await self.resolve()
                 if self.unix_path:
                     _, conn = await loop.create_unix_connection(_Connection, self.unix_path)
                 else:

@@ -9,7 +9,10 @@ On Redis Cluster the script text is sent (EVAL): redis-py's cluster pipeline doe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 _SHA_BY_SOURCE: dict[str, str] = {}
 SOURCES: dict[str, str] = {}  # sha → source, every script a batch has used
@@ -24,10 +27,38 @@ def sha_of(source: str) -> str:
 
 
 class ScriptOps:
-    """What every Redis feature mixin shares: key naming and script calls in batches."""
+    """What every Redis feature mixin shares: key naming and script calls, direct or in batches."""
 
     cluster: bool = False
     prefix: str = ""
+    client: Any = None
+    fast: Any = None  # the lean client (store/resp.py) when the topology has one
+
+    async def run_script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script call outside a batch. Through the lean client when there is one: its single
+        connection keeps this call in order with the settle batches sent before it (a write that
+        left just after an earlier answer is applied before this read). Otherwise redis-py's Script
+        (EVALSHA, loading the script on NOSCRIPT). Errors raise as redis-py exceptions."""
+        fast = self.fast
+        if fast is not None:
+            call = ("EVALSHA", sha_of(source), len(keys), *keys, *args)
+            (result,) = await fast.execute([call])
+            if isinstance(result, NoScriptError):  # a restarted or failed-over Redis: load it, same write
+                _, result = await fast.execute([("SCRIPT", "LOAD", source), call])
+            if isinstance(result, Exception):
+                raise result
+            return result
+        # redis-py: load once (SCRIPT LOAD reaches every primary of a Cluster), then EVALSHA.
+        loaded: set[str] = self.__dict__.setdefault("_loaded_scripts", set())
+        sha = sha_of(source)
+        if sha not in loaded:
+            await self.client.script_load(source)
+            loaded.add(sha)
+        try:
+            return await self.client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or failed-over Redis: load again, once
+            await self.client.script_load(source)
+            return await self.client.evalsha(sha, len(keys), *keys, *args)
 
     def key(self, *parts: str, tag: str) -> str:
         """`prefix:{tag}:part:part` — the tag decides the Cluster slot."""

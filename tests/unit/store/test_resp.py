@@ -43,7 +43,7 @@ def test_which_urls_the_lean_client_serves() -> None:
 
 @pytest.fixture
 async def lean() -> AsyncIterator[LeanRedis]:
-    client = LeanRedis(REDIS_URL, timeout=1.0)
+    client = LeanRedis.from_url(REDIS_URL, timeout=1.0)
     try:
         await client.execute([("PING",)])
     except RedisConnectionError:
@@ -102,7 +102,7 @@ async def test_batch_records_what_the_settle_step_queues(lean: LeanRedis) -> Non
 
 
 async def test_a_selected_database_and_a_refused_password() -> None:
-    client = LeanRedis("redis://127.0.0.1:6379/5", timeout=1.0)
+    client = LeanRedis.from_url("redis://127.0.0.1:6379/5", timeout=1.0)
     try:
         try:
             key = f"t-resp-{uuid4().hex[:8]}"
@@ -119,7 +119,7 @@ async def test_a_selected_database_and_a_refused_password() -> None:
             direct.close()
     finally:
         await client.aclose()
-    wrong = LeanRedis("redis://:not-the-password@127.0.0.1:6379/0", timeout=1.0)
+    wrong = LeanRedis.from_url("redis://:not-the-password@127.0.0.1:6379/0", timeout=1.0)
     with pytest.raises(AuthenticationError):  # this Redis has no password: AUTH is refused
         await wrong.execute([("PING",)])
     await wrong.aclose()
@@ -163,7 +163,7 @@ class FakeRedis:
 async def test_a_dropped_connection_fails_the_calls_in_flight_and_the_next_call_reconnects() -> None:
     fake = FakeRedis("drop")
     async with fake as url:
-        client = LeanRedis(url, timeout=0.5)
+        client = LeanRedis.from_url(url, timeout=0.5)
         with pytest.raises(RedisConnectionError):
             await client.execute([("PING",)])
         assert await client.execute([("PING",)]) == [b"PONG"]
@@ -174,7 +174,7 @@ async def test_a_dropped_connection_fails_the_calls_in_flight_and_the_next_call_
 async def test_a_hung_connection_is_replaced_once_its_oldest_call_is_long_overdue() -> None:
     fake = FakeRedis("hang")
     async with fake as url:
-        client = LeanRedis(url, timeout=0.05)
+        client = LeanRedis.from_url(url, timeout=0.05)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
                 await client.execute([("PING",)])
@@ -190,6 +190,6 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = LeanRedis(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    client = LeanRedis.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5)
     with pytest.raises(RedisConnectionError):
         await client.execute([("PING",)])
