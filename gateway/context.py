@@ -84,6 +84,9 @@ class RequestContext:
     # --- end cache ---
     # What the rate limiter reserved for this request (gateway/ratelimit), reconciled at settle.
     ratelimit: Any = None
+    # Settle writes normally go out just after the answer; a held concurrency slot is released
+    # before it, so a client that sends its next request the moment it has this answer finds it free.
+    settle_before_reply: bool = False
     # --- routing ---
     # The alias that served, when a fallback did (else None).
     served_alias: str | None = None

@@ -16,8 +16,9 @@ all stages go to the store together so the whole settle step is one round trip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +41,9 @@ class JSONReply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # The settle writes, left for after the response is on the wire (the route awaits this once it
+    # has sent the reply): the client does not wait for the store round trip, or the metrics.
+    after: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -122,7 +126,14 @@ class Pipeline:
             ctx.status, ctx.error_type = exc.http_status, exc.error_type
             raise
         finally:
-            if admitted:
+            if admitted and error is None and isinstance(reply, JSONReply) and self.store.ordered \
+                    and not ctx.settle_before_reply:
+                # Settled now (the stages set headers such as the cost), written after the send. Only
+                # on an ordered store (see Store.ordered): through redis-py's pool a later call's read
+                # (budget, cache lookup, limits) could reach Redis before this write.
+                batches, ops = self._collect(ctx, tuple(admitted), reply, None)
+                reply.after = functools.partial(self._commit, ctx, batches, ops)
+            elif admitted:
                 await self._settle(ctx, tuple(admitted), reply, error)
             elif not ctx.stream or error is not None:
                 self._observe(ctx)
@@ -171,13 +182,21 @@ class Pipeline:
     async def _settle(self, ctx: RequestContext, stages: tuple[Stage, ...], reply: Reply | None,
                       error: GatewayError | None, *, shield: bool = False) -> None:
         """Every admitted stage's writes, sent to the store in one round trip."""
+        batches, ops = self._collect(ctx, stages, reply, error)
+        await self._commit(ctx, batches, ops, shield=shield)
+
+    def _collect(self, ctx: RequestContext, stages: tuple[Stage, ...], reply: Reply | None,
+                 error: GatewayError | None) -> tuple[list[tuple[Stage, Sequence[StoreOp]]], list[StoreOp]]:
         batches: list[tuple[Stage, Sequence[StoreOp]]] = []
         for stage in stages:
             try:
                 batches.append((stage, stage.settle(ctx, reply, error)))
             except Exception:  # settle must never fail a request that already has its answer
                 log.exception("settle failed", extra={"fields": {"request_id": ctx.request_id, "stage": stage.name}})
-        ops = [op for _, stage_ops in batches for op in stage_ops]
+        return batches, [op for _, stage_ops in batches for op in stage_ops]
+
+    async def _commit(self, ctx: RequestContext, batches: list[tuple[Stage, Sequence[StoreOp]]],
+                      ops: list[StoreOp], *, shield: bool = False) -> None:
         if not ops:
             self._observe(ctx)
         elif not shield or self.store.in_process:

@@ -167,6 +167,8 @@ class RateLimiter:
             return None
         if isinstance(decision, Refusal):
             raise self.refusal(scopes, decision, tokens)
+        if not ctx.settle_before_reply and any(s.max_parallel for s in scopes):
+            ctx.settle_before_reply = True  # the lease is released at settle
         set_headers(ctx.response_headers, scopes, decision, now_ms)
         return Hold(scopes, rid, now_ms, tokens)
 

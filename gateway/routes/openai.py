@@ -39,7 +39,11 @@ class OpenAIEndpoint:
         ctx = scope[CONTEXT] = new_context(scope.get(REQUEST_ID, ""), self.operation, body, headers, started)
         reply = await self.services.current().pipeline.handle(ctx)
         if isinstance(reply, JSONReply):
-            await send_json(send, reply)
+            try:
+                await send_json(send, reply)
+            finally:  # the settle writes, also when the client left before the answer went out
+                if reply.after is not None:
+                    await reply.after()
         else:
             await send_stream(send, receive, reply)
 

@@ -18,7 +18,7 @@ import redis
 
 from gateway.cli import main as cli_main
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text, openai_error
-from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
+from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, metrics_show, sse_lines
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MASTER = "sk-master-0123456789abcdef"
@@ -352,8 +352,7 @@ def test_records_written_while_redis_was_down_are_retried(upstream: FakeUpstream
             raw = client.chat.completions.with_raw_response.create(model="gpt", messages=[{"role": "user",
                                                                                           "content": "hi"}])
             assert raw.headers["x-gateway-cost-usd"] == "0.000043"  # 9 x 2.50 + 2 x 10 = 42.5 -> 43
-        metrics = httpx.get(gw.url + "/metrics").text
-        assert "gateway_accounting_retry_queue 5.0" in metrics
+        assert "gateway_accounting_retry_queue 5.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 5.0")
         server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
                                    "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
         try:
@@ -371,7 +370,7 @@ def test_records_written_while_redis_was_down_are_retried(upstream: FakeUpstream
             assert len(records) == 6 and sum(r["cost_micro_usd"] for r in records) == 6 * 43
             spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
             assert (spend["requests"], spend["cost_micro_usd"]) == (6, 6 * 43)
-            assert "gateway_accounting_retry_queue 0.0" in httpx.get(gw.url + "/metrics").text
+            assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
             probe.close()
         finally:
             server.terminate()
@@ -415,7 +414,7 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
             client = sdk(make_client, gw)
             for _ in range(3):
                 client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
-            assert "gateway_accounting_retry_queue 3.0" in httpx.get(gw.url + "/metrics").text
+            assert "gateway_accounting_retry_queue 3.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 3.0")
             servers.append(_redis_server(replica, tmp_path / "replica", "--replicaof", "127.0.0.1", str(master)))
             deadline = time.monotonic() + 10
             probe = redis.Redis(port=replica)
@@ -424,7 +423,7 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
                 time.sleep(0.05)
             probe.close()
             client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
-            assert "gateway_accounting_retry_queue 0.0" in httpx.get(gw.url + "/metrics").text
+            assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
             records = usage_records(gw, 4)
             assert len(records) == 4 and len({r["request_id"] for r in records}) == 4
             spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]

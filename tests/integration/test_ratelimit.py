@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway.tokenize import TokenCounter
@@ -208,3 +209,61 @@ def test_an_answer_without_usage_keeps_its_token_reservation() -> None:
                                   "messages": [{"role": "user", "content": "hi"}]}).status_code for _ in range(6)]
     # Each call reserves ~310 tokens of the 1,000 a minute: the fourth is refused.
     assert codes == [200, 200, 200, 429, 429, 429]
+
+
+def test_a_concurrency_slot_is_free_the_moment_the_answer_arrives(upstream: FakeUpstream) -> None:
+    """Settle writes normally follow the answer; the next call's reserve must still see the slot free.
+    Calls under max_parallel: 1 on the real Redis, each sent the instant the previous answer is
+    complete, on the other of two open connections, are never refused. (On one Redis the lean client's
+    single ordered connection already puts the release before the next reserve; with redis-py's pool
+    (Sentinel, Cluster) it is `settle_before_reply` that does.)"""
+    from uuid import uuid4
+
+    import redis
+
+    probe = redis.Redis(socket_timeout=1)
+    try:
+        probe.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    prefix = f"t-limits-{uuid4().hex[:8]}"
+    config = CONFIG.format(url=upstream.url, key=KEY, master=MASTER) + \
+        f'store: {{redis_url: "redis://127.0.0.1:6379/0", key_prefix: "{prefix}"}}\n'
+    try:
+        with GatewayServer(config) as server:
+            statuses = alternate_connections(server.port, 200)
+        assert statuses == [200] * 200
+    finally:
+        keys = list(probe.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            probe.delete(*keys)
+        probe.close()
+
+
+def alternate_connections(port: int, calls: int) -> list[int]:
+    """`calls` requests, alternating between two open connections, each sent the instant the previous
+    answer is complete (the other connection is already open): the tightest a client can follow up."""
+    import socket
+
+    body = orjson.dumps({"model": "gpt", "messages": MSG})
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+               b"authorization: Bearer sk-gw-one-0123456789abcdef\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    statuses = []
+    try:
+        for i in range(calls):
+            sock = sockets[i % 2]
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            statuses.append(int(head.split(b" ")[1]))
+    finally:
+        for sock in sockets:
+            sock.close()
+    return statuses

@@ -21,7 +21,7 @@ import redis
 
 from gateway.store.accounting import decode_record
 from tests.support.redis_topologies import MISSING, Servers
-from tests.support.servers import free_port
+from tests.support.servers import free_port, metrics_show
 
 ROOT = Path(__file__).resolve().parents[2]
 # uvicorn re-raises the signal it handled once the graceful shutdown is done, so a clean exit after
@@ -126,11 +126,13 @@ def test_sigterm_flushes_accounting_writes_queued_while_redis_was_down(tmp_path:
         with serve(tmp_path, f"redis://127.0.0.1:{redis_port}/0", prefix) as (proc, base):
             body = {"model": "demo", "messages": [{"role": "user", "content": "kept for later"}]}
             assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=10).status_code == 200
+            # Its settle writes follow the answer: let them land before Redis goes.
+            assert 'gateway_store_duration_seconds_count{operation="settle"} 1.0' in metrics_show(
+                base, 'gateway_store_duration_seconds_count{operation="settle"} 1.0')
             servers.kill(redis_port)
             # Served (fail open) while Redis is down; its accounting writes wait in the retry queue.
             assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=10).status_code == 200
-            metrics = httpx.get(f"{base}/metrics", timeout=10).text
-            assert "gateway_accounting_retry_queue 1.0" in metrics
+            assert "gateway_accounting_retry_queue 1.0" in metrics_show(base, "gateway_accounting_retry_queue 1.0")
             servers.start(redis_port)  # back, empty: only the flush can put a record there
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) in EXITED

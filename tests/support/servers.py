@@ -178,3 +178,16 @@ def sse_lines(events: list[Any], done: bool = True) -> list[bytes]:
 
 async def collect(stream: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in stream])
+
+
+def metrics_show(base_url: str, line: str, seconds: float = 5.0) -> str:
+    """The /metrics text once it holds `line`. The settle step (store writes, metrics) runs just after
+    the response is sent, so a client that asks right after its answer may be a moment early."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        text = httpx.get(base_url + "/metrics", timeout=10).text
+        if line in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.02)
