@@ -51,7 +51,6 @@ log = get_logger("app")
 
 
 def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
-    table = RouteTable(config)
     assert services.store is not None, "the store is built before any config is applied"
     # --- rate limits --- (first: a refused request touches nothing else)
     keys = services.extra.get("keys")
@@ -73,6 +72,9 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     accounting = build_stage(config, prices, store=services.store,
                              tokens=services.tokens, metrics=services.metrics, retry=retry)
     stages.append(accounting)
+    # The cost strategy ranks by the same prices accounting bills with (pico-USD per token → USD/Mtok).
+    table = RouteTable(config, costs={dep: (p.input + p.output) / 2e6 if p is not None else None
+                                      for dep, p in accounting.prices.items()})
     # --- end accounting ---
     # --- cache --- (limits and budgets admit first, a hit answers without routing)
     cache = CacheStage(cast(CacheStore, services.store), services.metrics, config,

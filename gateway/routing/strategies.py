@@ -121,7 +121,7 @@ def cost_order(targets: Sequence[Target], rng: random.Random) -> list[Target]:
 
 
 def _cost_key(t: Target) -> tuple[bool, float]:
-    cost = deployment_cost(t.deployment)
+    cost = t.cost if t.cost is not None else deployment_cost(t.deployment)
     return (cost is None, cost if cost is not None else 0.0)
 
 

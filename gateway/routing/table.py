@@ -20,6 +20,8 @@ class Target:
     timeout: float
     ttft_timeout: float | None
     drop_unsupported: bool
+    # USD per million tokens for the cost strategy (mean of input and output); None: unknown.
+    cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,9 @@ class Route:
 
 
 class RouteTable:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, costs: Mapping[str, float | None] | None = None) -> None:
+        """`costs`: USD per million tokens by deployment id, from the price table (accounting); a
+        deployment's own `cost_per_mtok` comes first, and without `costs` its inline price counts."""
         self.created = time.time()
         self.providers: dict[str, Provider] = {
             name: build_provider(name, cfg) for name, cfg in config.providers.items()}
@@ -40,7 +44,8 @@ class RouteTable:
             targets = tuple(
                 Target(alias=alias, deployment=d, provider=self.providers[d.provider], id=d.id,
                        timeout=d.timeout or spec.timeout, ttft_timeout=d.ttft_timeout or spec.ttft_timeout,
-                       drop_unsupported=spec.drop_unsupported_params)
+                       drop_unsupported=spec.drop_unsupported_params,
+                       cost=d.cost_per_mtok if d.cost_per_mtok is not None or costs is None else costs.get(d.id))
                 for d in spec.deployments)
             self.routes[alias] = Route(alias, spec, targets, tuple(d.weight for d in spec.deployments))
 

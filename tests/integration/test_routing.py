@@ -73,10 +73,13 @@ def providers(ups: dict[str, tuple[FakeUpstream, Script]]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def routed(models: dict[str, Any], ups: dict[str, tuple[FakeUpstream, Script]], clock: FakeClock,
-           store: dict[str, Any] | None = None, seed: int = 1) -> Iterator[GatewayServer]:
+           store: dict[str, Any] | None = None, seed: int = 1,
+           accounting: dict[str, Any] | None = None) -> Iterator[GatewayServer]:
     config = {"auth": {"required": False}, "providers": providers(ups), "models": models}
     if store:
         config["store"] = store
+    if accounting:
+        config["accounting"] = accounting
     server = GatewayServer(yaml.safe_dump(config))
     server.services.extra.update({"routing.clock": clock, "routing.rng": random.Random(seed),
                                   "routing.sleep": clock.sleep})
@@ -337,3 +340,21 @@ def test_routing_keeps_serving_when_redis_is_down(ups: Any, make_client: Callabl
             assert ask(sdk, "fast").headers["x-gateway-deployment"] in ("a/m", "b/m")
         metrics = httpx.get(gw.url + "/metrics").text
     assert 'gateway_store_errors_total{operation="routing_read"} 3.0' in metrics
+
+
+def test_cost_strategy_ranks_by_the_price_table_accounting_bills_with(
+        ups: Any, make_client: Callable[..., openai.OpenAI], tmp_path: Any) -> None:
+    """No inline prices: the shared price table says b's model is the cheapest; c's own
+    `cost_per_mtok` hint (5) ranks it between b (0.25) and a (20). Every call goes to b; with b
+    failing, the fallback within the alias is c."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("a: {m-dear: {input: 10, output: 30}}\nb: {m-cheap: {input: 0.1, output: 0.4}}\n")
+    models = {"c": {"strategy": "cost", "retries": 1,
+                    "deployments": [{"provider": "a", "model": "m-dear"}, {"provider": "b", "model": "m-cheap"},
+                                    {"provider": "c", "model": "m-x", "cost_per_mtok": 5}]}}
+    with routed(models, ups, FakeClock(), accounting={"prices_file": str(prices)}) as gw:
+        sdk = make_client(gw.url + "/v1")
+        assert {ask(sdk, "c").headers["x-gateway-deployment"] for _ in range(10)} == {"b/m-cheap"}
+        ups["b"][1].fail = openai_error(500, "down", type_="server_error")
+        assert ask(sdk, "c").headers["x-gateway-deployment"] == "c/m-x"
+    assert n(ups, "a") == 0
