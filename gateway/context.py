@@ -84,8 +84,9 @@ class RequestContext:
     # --- end cache ---
     # What the rate limiter reserved for this request (gateway/ratelimit), reconciled at settle.
     ratelimit: Any = None
-    # Settle writes normally go out just after the answer; a held concurrency slot is released
-    # before it, so a client that sends its next request the moment it has this answer finds it free.
+    # Settle writes normally go out just after the answer. A stage that holds something the client's
+    # next call will check (a concurrency slot, reserved tokens, a budget reservation) sets this: its
+    # settle is written before the answer, so that call sees it on any replica or worker.
     settle_before_reply: bool = False
     # --- routing ---
     # The alias that served, when a fallback did (else None).

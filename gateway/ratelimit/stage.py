@@ -167,8 +167,10 @@ class RateLimiter:
             return None
         if isinstance(decision, Refusal):
             raise self.refusal(scopes, decision, tokens)
-        if not ctx.settle_before_reply and any(s.max_parallel for s in scopes):
-            ctx.settle_before_reply = True  # the lease is released at settle
+        if not ctx.settle_before_reply and (tokens or any(s.max_parallel for s in scopes)):
+            # The lease is released and the tokens reconciled at settle: before the answer, so the
+            # client's next call sees them, whichever replica or worker it reaches.
+            ctx.settle_before_reply = True
         set_headers(ctx.response_headers, scopes, decision, now_ms)
         return Hold(scopes, rid, now_ms, tokens)
 

@@ -116,6 +116,7 @@ class AccountingStage:
         rules = self.budgets.rules_for(ctx.principal)
         if not rules:
             return None
+        ctx.settle_before_reply = True  # the next call's budget check must see this call's real cost
         tag, counters, ttl = self.budgets.counters(ctx.principal, rules, self.clock())
         amount = self.reservation(ctx)
         try:

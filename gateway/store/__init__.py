@@ -31,10 +31,12 @@ class Store(Protocol):
     # True when operations complete without suspending (the embedded store): nothing can be cut
     # short by a cancellation, so callers need not shield its writes.
     in_process: bool
-    # True when a write sent before a later call is applied before that call reads: the embedded
-    # store, or Redis through the lean client's one ordered connection. The pipeline then writes a
-    # call's settle batch just after its answer has gone out, not before.
-    ordered: bool
+    @property
+    def ordered(self) -> bool:
+        """True when a write sent before a later call (in this process) is applied before that call
+        reads: the embedded store, or Redis through the lean client's one ordered connection. The
+        pipeline may then write a call's settle batch just after its answer has gone out."""
+        ...
 
     async def ping(self) -> bool:
         """True when the store answers (readiness)."""

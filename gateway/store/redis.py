@@ -53,7 +53,14 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         # The per-request calls (reserve, settle batch) on one plain Redis go through the lean client
         # (store/resp.py); everything else, and Sentinel, Cluster and TLS, through redis-py.
         self.fast: LeanRedis | None = lean_client(url, timeout=timeout, cluster=cluster, client=self.client)
-        self.ordered = self.fast is not None  # (routing statistics are read through redis-py: eventual)
+
+    @property
+    def ordered(self) -> bool:
+        """See Store.ordered: every per-request call on the lean client's one connection. Not with
+        replica_acks: batches that WAIT for replicas go through redis-py's pool, since WAIT blocks
+        its connection and would hold every other request's calls behind it. (Routing statistics
+        are read through redis-py; they are eventual by design.)"""
+        return self.fast is not None and not self.replica_acks
 
     async def ping(self) -> bool:
         try:
@@ -107,9 +114,14 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
 
     async def _execute(self, ops: Sequence[StoreOp], *, load_scripts: bool = False) -> tuple[list[Any], int | None]:
         """The ops' results and, when the batch had to wait for replicas, how many confirmed it."""
-        pipe: Any = LeanBatch(self.fast) if self.fast is not None else self.client.pipeline(transaction=False)
-        if self.cluster:  # --- deploy ---
-            pipe = ClusterBatch(pipe)
+        durable = self.replica_acks and any(op.name in DURABLE_OPS for op in ops)
+        pipe: Any
+        if self.fast is not None and not durable:
+            pipe = LeanBatch(self.fast)
+        else:  # (a batch that WAITs takes a pooled connection of its own: see `ordered`)
+            pipe = self.client.pipeline(transaction=False)
+            if self.cluster:  # --- deploy ---
+                pipe = ClusterBatch(pipe)
         loads = 0
         if load_scripts:
             for source in SOURCES.values():
@@ -121,7 +133,6 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
                 method(pipe, *op.args, once=op.once)  # may be sent again after an unconfirmed WAIT
             else:
                 method(pipe, *op.args)
-        durable = self.replica_acks and any(op.name in DURABLE_OPS for op in ops)
         if durable:  # WAIT covers every write sent before it on this connection: the whole pipeline
             pipe.execute_command("WAIT", self.replica_acks, self._wait_ms)
         results: list[Any] = await pipe.execute(raise_on_error=False)

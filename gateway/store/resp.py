@@ -94,6 +94,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def send(self, payload: bytes, call: _Call) -> None:
+        if self.lost is not None:  # closed since the caller looked: fail now, nothing would answer
+            call.future.set_exception(self.lost)
+            return
         # Writes from every request in this loop turn leave in one syscall.
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -150,6 +153,7 @@ class LeanRedis:
         self.resolve = resolve
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float) -> LeanRedis:
@@ -160,7 +164,7 @@ class LeanRedis:
                    unix_path=parts.path if unix else "",
                    username=unquote(parts.username) if parts.username else None,
                    password=unquote(parts.password) if parts.password else None,
-                   db=int((parts.path.strip("/") if not unix else "") or query_db or 0))
+                   db=int(query_db or (parts.path.strip("/") if not unix else "") or 0))  # ?db= wins, as in redis-py
 
     async def follow(self) -> None:
         """(Sentinel) Ask where the master is; if it moved, reconnect there on the next call."""
@@ -173,6 +177,8 @@ class LeanRedis:
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Send the commands in one write; their replies in order, errors as exception objects."""
+        if not commands:
+            return []
         conn = self._conn
         if conn is None or conn.lost is not None or self._stalled(conn):
             conn = await self._connected()
@@ -190,17 +196,25 @@ class LeanRedis:
         return False
 
     async def _connected(self) -> _Connection:
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
+        """The connection, opening one if needed: one attempt at a time, shared by every caller, and
+        finished (or failed) even if they all give up waiting."""
+        if self._closed:
+            raise RedisConnectionError("client closed")
         connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if connecting.done() and self._connecting is connecting:
-                self._connecting = None
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connect_done)
+        return await asyncio.shield(connecting)
+
+    def _connect_done(self, task: asyncio.Future[_Connection]) -> None:
+        if self._connecting is task:
+            self._connecting = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have timed out
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        conn: _Connection | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 if self.resolve is not None:
@@ -219,16 +233,25 @@ class LeanRedis:
                     conn.send(pack(setup), _Call(future, len(setup)))
                     failed = next((r for r in await future if isinstance(r, hiredis.ReplyError)), None)
                     if failed is not None:
-                        conn.close(_error(failed))
                         raise _error(failed)
-        except OSError as exc:
-            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
+        except BaseException as exc:
+            if conn is not None:  # opened, but the handshake failed or timed out: do not leak it
+                conn.close(RedisConnectionError("connection setup failed"))
+            if isinstance(exc, OSError):
+                raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
+            raise
+        if self._closed:  # closed while connecting
+            conn.close(RedisConnectionError("client closed"))
+            raise RedisConnectionError("client closed")
         if self._conn is not None:
             self._conn.close(RedisConnectionError("replaced"))
         self._conn = conn
         return conn
 
     async def aclose(self) -> None:
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
         if self._conn is not None:
             self._conn.close(RedisConnectionError("client closed"))
             self._conn = None

@@ -117,6 +117,7 @@ async def test_budget_reserve_then_reconcile() -> None:
     await stage.admit(ctx)
     reserved = stage.reservation(ctx)
     assert reserved > 0
+    assert ctx.settle_before_reply  # the reconciliation is written before the answer
     tag, counters = "team:search", ("key:app:20261122", "team:search:202611")
     assert await store.budget_read(tag, counters) == [reserved, reserved]
     ops = stage.settle(called(ctx, Usage(prompt_tokens=9, completion_tokens=3)), None, None)
@@ -147,7 +148,9 @@ async def test_exhausted_budget_is_a_429_insufficient_quota() -> None:
     assert "key 'app'" in refused.value.message and "$0.001 per day" in refused.value.message
     assert value(metrics, "gateway_budget_rejections_total", scope="key") == 1
     # no budget, no round trip: the anonymous caller and keys without budgets pass untouched
-    assert await make_stage(DownStore()).admit(make_ctx(principal=Principal(name="x", key_hash="h"))) is None
+    unbudgeted = make_ctx(principal=Principal(name="x", key_hash="h"))
+    assert await make_stage(DownStore()).admit(unbudgeted) is None
+    assert not unbudgeted.settle_before_reply  # nothing held: its writes may follow the answer
 
 
 async def test_budget_store_failure_follows_the_policy() -> None:

@@ -87,6 +87,8 @@ async def test_admit_sets_headers_and_refuses_with_retry_after() -> None:
     assert first.response_headers["x-ratelimit-remaining-requests"] == "1"
     assert first.response_headers["x-ratelimit-reset-requests"] == "1m0s"
     assert first.response_headers["x-ratelimit-limit-tokens"] == "5000"
+    # tokens reserved: the reconciliation is written before the answer (the next call must see it)
+    assert first.settle_before_reply
     clock.now += 15
     await stage.admit(ctx({"model": "m", "messages": [], "max_tokens": 10}))
     clock.now += 1.5

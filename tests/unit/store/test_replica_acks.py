@@ -4,6 +4,7 @@ again with its `once` id is applied once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -63,3 +64,22 @@ async def test_writes_without_an_id_are_applied_each_time(store: RedisStore) -> 
         with pytest.raises(StoreUnavailableError):
             await store.run_batch([op])
     assert (await store.spend_read(["2026-01-01"]))["2026-01-01"]["key|app|requests"] == 2
+
+
+async def test_waiting_batches_do_not_hold_up_other_calls(store: RedisStore) -> None:
+    """WAIT blocks the connection it runs on: batches that wait take pooled connections of their own,
+    so concurrent settles each get their own answer and a budget reservation is not queued behind
+    them on the lean client's shared connection (it would time out there)."""
+    assert store.fast is not None and not store.ordered
+
+    async def settle(n: int) -> str:
+        try:
+            await store.run_batch(writes(f"c{n}", n))
+        except StoreUnavailableError as exc:
+            return str(exc)
+        return "confirmed"
+
+    results = await asyncio.gather(*(settle(n) for n in range(6)),
+                                   store.budget_reserve("key:other", ["day"], [10**9], 1, 60))
+    assert all("confirmed 0 of 1" in r for r in results[:6]), results
+    assert results[6] == 0  # reserved (0 = not refused)

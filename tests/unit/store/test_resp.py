@@ -131,7 +131,9 @@ class FakeRedis:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.connections = 0
+        self.open = 0  # connections the client has not closed yet
         self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -144,19 +146,22 @@ class FakeRedis:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
+        self.writers.append(writer)
         first = self.connections == 1
         try:
             while data := await reader.read(65536):
                 if self.mode == "drop" and first:
                     writer.close()
                     return
-                if self.mode == "hang" and first:
+                if (self.mode == "hang" and first) or self.mode == "mute":
                     continue
                 writer.write(b"+PONG\r\n" * data.count(b"*1\r\n"))
                 await writer.drain()
         except ConnectionError:
             pass
         finally:
+            self.open -= 1
             writer.close()
 
 
@@ -193,3 +198,78 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     client = LeanRedis.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5)
     with pytest.raises(RedisConnectionError):
         await client.execute([("PING",)])
+
+
+def test_urls_pick_the_database_as_redis_py_does() -> None:
+    assert LeanRedis.from_url("redis://127.0.0.1:6379/0?db=3", timeout=1).db == 3
+    assert LeanRedis.from_url("redis://127.0.0.1:6379/2", timeout=1).db == 2
+    assert LeanRedis.from_url("unix:///tmp/r.sock?db=4", timeout=1).db == 4
+
+
+async def test_nothing_to_send_sends_nothing() -> None:
+    assert await LeanRedis.from_url("redis://127.0.0.1:1/0", timeout=0.1).execute([]) == []
+
+
+async def test_a_handshake_that_never_answers_leaves_no_socket_open() -> None:
+    fake = FakeRedis("mute")
+    async with fake as url:
+        client = LeanRedis.from_url(url.replace("redis://", "redis://:secret@"), timeout=0.05)
+        for _ in range(3):
+            with pytest.raises(RedisConnectionError):
+                await client.execute([("PING",)])
+        await client.aclose()
+        for _ in range(100):  # the server notices the closes on its next loop turns
+            if fake.open == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.connections == 3 and fake.open == 0
+
+
+async def test_a_connect_every_caller_gave_up_on_still_serves_the_next_call() -> None:
+    """A slow master lookup (Sentinel): the caller times out, the connect finishes anyway; the server
+    then drops that connection; the next call must reconnect, not be sent into the dead one."""
+    fake = FakeRedis("pong")
+    async with fake as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+        async def slow_lookup() -> tuple[str, int]:
+            await asyncio.sleep(0.1)
+            return "127.0.0.1", port
+
+        client = LeanRedis(timeout=1.0, resolve=slow_lookup)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await client.execute([("PING",)])
+        for _ in range(100):
+            if fake.connections:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+        for writer in fake.writers:
+            writer.close()  # the server drops it
+        await asyncio.sleep(0.05)
+        async with asyncio.timeout(2):
+            assert await client.execute([("PING",)]) == [b"PONG"]
+        assert fake.connections == 2
+        await client.aclose()
+
+
+async def test_closing_during_a_connect_leaves_nothing_open() -> None:
+    fake = FakeRedis("pong")
+    async with fake as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+        async def slow_lookup() -> tuple[str, int]:
+            await asyncio.sleep(0.05)
+            return "127.0.0.1", port
+
+        client = LeanRedis(timeout=1.0, resolve=slow_lookup)
+        call = asyncio.ensure_future(client.execute([("PING",)]))
+        await asyncio.sleep(0.01)
+        await client.aclose()
+        with pytest.raises((RedisConnectionError, asyncio.CancelledError)):
+            await call
+        await asyncio.sleep(0.1)
+        assert fake.open == 0
+        with pytest.raises(RedisConnectionError):
+            await client.execute([("PING",)])
