@@ -43,8 +43,9 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         self.prefix = key_prefix
         self.replica_acks = replica_acks
         # WAIT must give up well inside the batch's own timeout, so a lost replica reads as "not
-        # replicated" (retry) rather than as a store timeout.
-        self._wait_ms = max(1, int(timeout * 500))
+        # replicated" (retry) rather than as a store timeout: a quarter, since a batch that met
+        # NOSCRIPT is sent again (a second WAIT) within the same timeout.
+        self._wait_ms = max(1, int(timeout * 250))
         self._followed_at = 0.0
         # --- deploy: topologies (single, Sentinel, Cluster; gateway/store/topology.py) ---
         self.client: aioredis.Redis = async_client(url, timeout=timeout, cluster=cluster)

@@ -204,7 +204,14 @@ class LeanRedis:
         if connecting is None:
             connecting = self._connecting = asyncio.ensure_future(self._connect())
             connecting.add_done_callback(self._connect_done)
-        return await asyncio.shield(connecting)
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and self.closed() and (task is None or task.cancelling() == 0):
+                # aclose() cancelled the connect, not the caller: an error the caller handles.
+                raise RedisConnectionError("client closed") from None
+            raise
 
     def _connect_done(self, task: asyncio.Future[_Connection]) -> None:
         if self._connecting is task:
@@ -247,6 +254,9 @@ class LeanRedis:
             self._conn.close(RedisConnectionError("replaced"))
         self._conn = conn
         return conn
+
+    def closed(self) -> bool:
+        return self._closed
 
     async def aclose(self) -> None:
         self._closed = True

@@ -79,11 +79,15 @@ class ScriptOps:
 # Seconds a request's applied-write markers live: longer than a write waits in the accounting retry
 # queue in any outage README.md (Deployment) plans for.
 ONCE_TTL_SECONDS = 3600
+# A skipped write still touches the marker (EXPIRE): Redis 7.2+ makes WAIT wait only for what the
+# connection itself sent to the replicas, so a resent batch made only of skipped writes must still
+# send something, or its WAIT would return at once without proving the replica has the writes.
 _GUARD = f"""
 local marker = table.remove(KEYS)
 local write = table.remove(ARGV)
-if redis.call('HSETNX', marker, write, 1) == 0 then return false end
+local fresh = redis.call('HSETNX', marker, write, 1)
 redis.call('EXPIRE', marker, {ONCE_TTL_SECONDS})
+if fresh == 0 then return false end
 """
 _GUARDED: dict[str, str] = {}
 

@@ -83,3 +83,17 @@ async def test_waiting_batches_do_not_hold_up_other_calls(store: RedisStore) -> 
                                    store.budget_reserve("key:other", ["day"], [10**9], 1, 60))
     assert all("confirmed 0 of 1" in r for r in results[:6]), results
     assert results[6] == 0  # reserved (0 = not refused)
+
+
+async def test_a_skipped_resend_still_writes_so_its_wait_proves_something(store: RedisStore) -> None:
+    """Redis 7.2+ WAITs only for what the connection itself sent to the replicas: a resent write that
+    the guard skips must still write (it refreshes its marker's TTL), or a batch of skipped writes
+    would be "confirmed" without any replica having them."""
+    with pytest.raises(StoreUnavailableError):
+        await store.run_batch(writes("c9", 9))
+    marker = store.once_marker(("c9", "u9"))
+    await store.client.expire(marker, 100)
+    with pytest.raises(StoreUnavailableError):
+        await store.run_batch(writes("c9", 9))  # every write skipped
+    assert await store.client.ttl(marker) > 100
+    assert len(await store.usage_read(0, 2**62, 100)) == 1
