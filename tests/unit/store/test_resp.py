@@ -225,18 +225,23 @@ async def test_a_handshake_that_never_answers_leaves_no_socket_open() -> None:
         assert fake.connections == 3 and fake.open == 0
 
 
+def behind_a_slow_lookup(url: str, delay: float) -> LeanRedis:
+    """A client whose master lookup (as with Sentinel) takes `delay` seconds, then names `url`'s server."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    async def slow_lookup() -> tuple[str, int]:
+        await asyncio.sleep(delay)
+        return "127.0.0.1", port
+
+    return LeanRedis(timeout=1.0, resolve=slow_lookup)
+
+
 async def test_a_connect_every_caller_gave_up_on_still_serves_the_next_call() -> None:
     """A slow master lookup (Sentinel): the caller times out, the connect finishes anyway; the server
     then drops that connection; the next call must reconnect, not be sent into the dead one."""
     fake = FakeRedis("pong")
     async with fake as url:
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-
-        async def slow_lookup() -> tuple[str, int]:
-            await asyncio.sleep(0.1)
-            return "127.0.0.1", port
-
-        client = LeanRedis(timeout=1.0, resolve=slow_lookup)
+        client = behind_a_slow_lookup(url, 0.1)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.02):
                 await client.execute([("PING",)])
@@ -257,13 +262,7 @@ async def test_a_connect_every_caller_gave_up_on_still_serves_the_next_call() ->
 async def test_closing_during_a_connect_leaves_nothing_open() -> None:
     fake = FakeRedis("pong")
     async with fake as url:
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-
-        async def slow_lookup() -> tuple[str, int]:
-            await asyncio.sleep(0.05)
-            return "127.0.0.1", port
-
-        client = LeanRedis(timeout=1.0, resolve=slow_lookup)
+        client = behind_a_slow_lookup(url, 0.05)
         call = asyncio.ensure_future(client.execute([("PING",)]))
         await asyncio.sleep(0.01)
         await client.aclose()
