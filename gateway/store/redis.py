@@ -107,9 +107,9 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         self._followed_at = now
         try:
             async with asyncio.timeout(self.timeout):
-                await follow_master(self.client)
-                if self.fast is not None:
-                    await self.fast.follow()
+                master = await follow_master(self.client)  # one sentinel query serves both clients
+                if master is not None and self.fast is not None:
+                    self.fast.follow(*master)
         except (RedisError, OSError, TimeoutError):
             pass  # the sentinels did not answer either; the next failure asks again
 

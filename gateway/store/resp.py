@@ -166,11 +166,9 @@ class LeanRedis:
                    password=unquote(parts.password) if parts.password else None,
                    db=int(query_db or (parts.path.strip("/") if not unix else "") or 0))  # ?db= wins, as in redis-py
 
-    async def follow(self) -> None:
-        """(Sentinel) Ask where the master is; if it moved, reconnect there on the next call."""
-        if self.resolve is None:
-            return
-        host, port = await self.resolve()
+    def follow(self, host: str, port: int) -> None:
+        """(Sentinel) The master is at host:port now: if that is not where this client is connected,
+        drop the connection, and the next call connects (and resolves) again."""
         conn = self._conn
         if conn is not None and (host, port) != (self.host, self.port):
             conn.close(RedisConnectionError("the master moved"))

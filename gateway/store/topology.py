@@ -145,21 +145,21 @@ async def aclose_all(client: Any) -> None:
         await sentinel.aclose()
 
 
-async def follow_master(client: Any) -> bool:
+async def follow_master(client: Any) -> tuple[str, int] | None:
     """For a Sentinel-managed client: ask the sentinels where the master is now, and if it moved,
     send every pooled connection there. redis-py re-resolves the master only when a connection opens
     (or on READONLY), but a planned failover leaves the old master a master for ~10 s, refusing
     writes with NOREPLICAS on connections that stay open; without this, writes keep going to it.
-    Idle connections close now, busy ones when they return to the pool. True if the master moved."""
+    Idle connections close now, busy ones when they return to the pool. Returns the master's
+    address (None: one server or Cluster, nothing to follow)."""
     pool = client.connection_pool
     if not hasattr(pool, "get_master_address"):
-        return False  # one server or Cluster: nothing to follow
-    before = pool.master_address
-    master = await pool.get_master_address()  # also closes idle connections to another address
+        return None
+    host, port = await pool.get_master_address()  # also closes idle connections to another address
     for connection in list(getattr(pool, "_in_use_connections", ())):
-        if (connection.host, connection.port) != master:
+        if (connection.host, connection.port) != (host, port):
             connection.mark_for_reconnect()
-    return before is not None and tuple(before) != tuple(master)
+    return host, port
 
 
 def lean_client(url: str, *, timeout: float, cluster: bool, client: Any) -> LeanRedis | None:
