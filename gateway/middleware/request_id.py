@@ -5,32 +5,15 @@ without a system call per request (they need to be unique, not secret)."""
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterable
+
+from gateway.ids import UniqueIds
 
 REQUEST_ID = "gateway.request_id"
 _HEADER = b"x-request-id"
 _MAX_LEN = 128
-_prefix = ""
-_counter = itertools.count(1)
-
-
-def mint_request_id() -> str:
-    global _prefix
-    if not _prefix or _prefix_pid != os.getpid():
-        _reseed()
-    return f"{_prefix}{next(_counter):010x}"
-
-
-_prefix_pid = 0
-
-
-def _reseed() -> None:
-    """A fresh prefix per process (workers fork from one parent)."""
-    global _prefix, _prefix_pid
-    _prefix = "req_" + os.urandom(7).hex()
-    _prefix_pid = os.getpid()
+# Minted: "req_" + 14 random hex digits per process + a 10-digit hex counter (see gateway/ids.py).
+mint_request_id = UniqueIds("req_", random_bytes=7, width=10)
 
 
 def _acceptable(value: bytes) -> bool:

@@ -9,9 +9,7 @@ the tightest scope; a refusal is a 429 with `Retry-After` naming the scope and t
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any, Protocol
 from gateway.config import GatewayConfig, Limits
 from gateway.context import Principal, RequestContext
 from gateway.errors import GatewayError, RateLimitError, StoreUnavailableError
+from gateway.ids import UniqueIds
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.ratelimit.core import WINDOW_MS, Admitted, Decision, Refusal, ScopeLimits, ScopeState
@@ -90,6 +89,9 @@ class FailureReporter:
         self._suppressed = 0
 
 
+_reservation_ids = UniqueIds(random_bytes=6, start=0)
+
+
 class RateLimiter:
     """Shared by the stage (admit/settle) and the router's deployment gate."""
 
@@ -110,12 +112,8 @@ class RateLimiter:
         self.aliases = {alias: scope_of("a", alias, spec.limits) for alias, spec in config.models.items()}
         self._plans: dict[tuple[str | None, str], tuple[Principal, tuple[ScopeLimits, ...]]] = {}
         self._deployments: dict[str, ScopeLimits | None] = {}
-        self._prefix = os.urandom(6).hex()
-        self._seq = itertools.count()
-
-    def rid(self) -> str:
-        """A reservation id unique across replicas (never the client's request id, which it chooses)."""
-        return f"{self._prefix}{next(self._seq):x}"
+        # Reservation ids unique across replicas (never the client's request id, which it chooses).
+        self.rid = _reservation_ids
 
     def plan(self, principal: Principal, alias: str) -> tuple[ScopeLimits, ...]:
         """The request's scopes, cached per (key, alias) until the key's Principal changes."""

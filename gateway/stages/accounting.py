@@ -8,8 +8,6 @@ record (so nothing is lost silently) and counted in `gateway_accounting_records_
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +23,7 @@ from gateway.accounting.records import UsageRecord
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext, Usage
 from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
+from gateway.ids import UniqueIds
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.pipeline import JSONReply, Reply
@@ -349,17 +348,8 @@ def _adjust(call: str, hold: Hold, delta: int) -> StoreOp:
     return StoreOp("budget_adjust", (hold.tag, hold.counters, delta, hold.ttl), (call, "b"))
 
 
-_write_ids = itertools.count(1)
-_write_prefix = ("", 0)
-
-
-def _write_id() -> str:
-    """Unique across replicas and restarts: a random prefix per process (a fork gets its own) and a
-    counter; names a call's writes so a store can apply a re-sent write at most once."""
-    global _write_prefix
-    if _write_prefix[1] != os.getpid():
-        _write_prefix = (os.urandom(8).hex(), os.getpid())
-    return f"{_write_prefix[0]}{next(_write_ids):x}"
+# Names a call's writes so a store can apply a re-sent write at most once (see StoreOp.once).
+_write_id = UniqueIds(random_bytes=8)
 
 
 def _model_hint(ctx: RequestContext) -> str:
