@@ -4,7 +4,6 @@ how much of each budget is used. One task per process, every `metrics.check_inte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ from gateway.config import GatewayConfig
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store
+from gateway.tasks import Background
 
 log = get_logger("monitor")
 
@@ -22,7 +22,7 @@ class Monitor:
         self.store = store
         self.metrics = metrics
         self.config = config
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("ops-monitor")
         self._budget_labels: set[tuple[str, str, str]] = set()
 
     async def check(self) -> None:
@@ -61,15 +61,10 @@ class Monitor:
         self._budget_labels = seen
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="ops-monitor")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

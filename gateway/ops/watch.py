@@ -7,12 +7,12 @@ inode, size and mtime change, and the hash of the contents decides whether anyth
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.logging import get_logger
+from gateway.tasks import Background
 
 log = get_logger("reload")
 
@@ -44,7 +44,7 @@ class FileWatcher:
         self.on_change = on_change
         self.interval = interval
         self._seen: dict[str, tuple[Signature | None, str | None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("config-watcher")
 
     def snapshot(self) -> None:
         """Remember the files as they are now (the loaded config's files)."""
@@ -68,16 +68,12 @@ class FileWatcher:
         return changed
 
     def start(self) -> None:
-        if self._task is None and self.interval > 0:
+        if not self._task.running and self.interval > 0:
             self.snapshot()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="config-watcher")
+            self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

@@ -9,7 +9,6 @@ the store is unreachable the last snapshot stays in force."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 import time
@@ -23,6 +22,7 @@ from gateway.context import Principal
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
+from gateway.tasks import Background
 
 log = get_logger("keys")
 
@@ -102,7 +102,7 @@ class KeyRegistry:
         self.refresh_every = refresh
         self.version = -1
         self._by_digest: dict[str, Principal] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("keys-refresher")
         self._next_log = 0.0
 
     def lookup(self, digest: str) -> Principal | None:
@@ -136,13 +136,10 @@ class KeyRegistry:
             await asyncio.sleep(self.refresh_every)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.run())
+        self._task.start(self.run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     # --- admin operations (each a store round trip or two) ---
 

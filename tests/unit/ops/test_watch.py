@@ -99,5 +99,5 @@ async def test_the_task_calls_back_on_change_and_survives_a_failing_callback(tmp
 async def test_interval_zero_never_starts(tmp_path: Path) -> None:
     w = FileWatcher(lambda: [str(tmp_path / "a")], _noop, interval=0)
     w.start()
-    assert w._task is None
+    assert not w._task.running
     await w.stop()
