@@ -31,6 +31,15 @@ def prefix() -> str:
     return f"t-limits-{uuid4().hex[:8]}"
 
 
+async def on_fakeredis(store: RedisStore, server: fakeredis.FakeServer | None = None) -> RedisStore:
+    """`store` talking to an in-memory fakeredis (a fresh one, or `server`'s) instead of its URL's
+    Redis; through redis-py only, since fakeredis cannot serve the lean client."""
+    await store.client.aclose()
+    store.client = fakeredis.FakeAsyncRedis(server=server) if server is not None else fakeredis.FakeAsyncRedis()
+    store.fast = None
+    return store
+
+
 @asynccontextmanager
 async def open_store(kind: str, url: str = REAL_REDIS) -> AsyncIterator[Any]:
     """`url`: the Redis to use for the "redis" and "cluster" kinds."""
@@ -38,10 +47,7 @@ async def open_store(kind: str, url: str = REAL_REDIS) -> AsyncIterator[Any]:
         yield MemoryStore()
         return
     if kind == "fakeredis":
-        store = RedisStore("redis://127.0.0.1:1/0", timeout=1.0, key_prefix=prefix())
-        await store.client.aclose()
-        store.client = fakeredis.FakeAsyncRedis()
-        store.fast = None  # fakeredis speaks through redis-py only
+        store = await on_fakeredis(RedisStore("redis://127.0.0.1:1/0", timeout=1.0, key_prefix=prefix()))
         try:
             yield store
         finally:

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
-import fakeredis
 import pytest
 
 from gateway.store import Store, StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from tests.contract.stores import on_fakeredis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -34,9 +34,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     url = request.getfixturevalue("redis_cluster_url") if request.param == "cluster" else REDIS_URL
     redis_store = RedisStore(url, timeout=2.0, key_prefix=prefix)
     if request.param == "fakeredis":
-        await redis_store.client.aclose()
-        redis_store.client = fakeredis.FakeAsyncRedis()
-        redis_store.fast = None  # fakeredis speaks through redis-py only
+        await on_fakeredis(redis_store)
     elif request.param == "redis" and not await _real_redis_up():
         await redis_store.close()
         pytest.skip("no Redis at 127.0.0.1:6379")
@@ -106,10 +104,7 @@ async def test_memory_usage_log_keeps_the_newest() -> None:
 
 
 async def test_redis_usage_log_is_trimmed_approximately() -> None:
-    store = RedisStore(REDIS_URL, timeout=1.0, key_prefix="unused")
-    await store.client.aclose()
-    store.client = fakeredis.FakeAsyncRedis()
-    store.fast = None  # fakeredis speaks through redis-py only
+    store = await on_fakeredis(RedisStore(REDIS_URL, timeout=1.0, key_prefix="unused"))
     try:
         await store.run_batch([StoreOp("usage_append", ({"request_id": f"r{i}"}, 10)) for i in range(500)])
         length: Any = await store.client.xlen("unused:{usage}:usage")

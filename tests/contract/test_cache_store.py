@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
-import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,6 +14,7 @@ from gateway.cache.keys import entry_key, lock_key, purge_pattern
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from tests.contract.stores import on_fakeredis
 
 REAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -39,9 +39,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     url = request.getfixturevalue("redis_cluster_url") if request.param == "cluster" else REAL_REDIS
     redis_store = RedisStore(url, timeout=2.0, key_prefix=prefix)
     if request.param == "fakeredis":
-        await redis_store.client.aclose()
-        redis_store.client = fakeredis.FakeAsyncRedis()
-        redis_store.fast = None  # fakeredis speaks through redis-py only
+        await on_fakeredis(redis_store)
     try:
         yield redis_store
     finally:

@@ -18,6 +18,7 @@ from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.routing import Observation, apply_observation, empty
+from tests.contract.stores import on_fakeredis
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,10 +40,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         return
     prefix = f"t-routing-{uuid4().hex[:8]}"
     if request.param == "fakeredis":
-        s = RedisStore("redis://unused", timeout=1.0, key_prefix=prefix)
-        await s.client.aclose()
-        s.client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        s.fast = None  # fakeredis speaks through redis-py only
+        s = await on_fakeredis(RedisStore("redis://unused", timeout=1.0, key_prefix=prefix), fakeredis.FakeServer())
         yield s
         await s.client.aclose()
         return
