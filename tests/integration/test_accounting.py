@@ -18,6 +18,7 @@ import redis
 
 from gateway.cli import main as cli_main
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text, openai_error
+from tests.support.redis_topologies import Servers, cli, wait_for
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, metrics_show, sse_lines
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -340,12 +341,11 @@ def test_records_written_while_redis_was_down_are_retried(upstream: FakeUpstream
                                                            tmp_path: Path) -> None:
     """Our own redis-server on a free port (the shared one is never touched): down during five calls,
     which still succeed (fail open), then up: the next settle carries the five queued records."""
-    import subprocess
-
     from tests.support.servers import free_port
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
+    servers = Servers(tmp_path)
     with GatewayServer(config(upstream.url, redis_url=url, prefix="t-accounting-down")) as gw:
         client = sdk(make_client, gw)
         for _ in range(5):
@@ -353,48 +353,16 @@ def test_records_written_while_redis_was_down_are_retried(upstream: FakeUpstream
                                                                                           "content": "hi"}])
             assert raw.headers["x-gateway-cost-usd"] == "0.000043"  # 9 x 2.50 + 2 x 10 = 42.5 -> 43
         assert "gateway_accounting_retry_queue 5.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 5.0")
-        server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
         try:
-            probe = redis.Redis.from_url(url)
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    probe.ping()
-                    break
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.05)
+            servers.start(port)
             client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
             records = usage_records(gw, 6)
             assert len(records) == 6 and sum(r["cost_micro_usd"] for r in records) == 6 * 43
             spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
             assert (spend["requests"], spend["cost_micro_usd"]) == (6, 6 * 43)
             assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
-            probe.close()
         finally:
-            server.terminate()
-            server.wait(10)
-
-
-def _redis_server(port: int, workdir: Path, *args: str) -> Any:
-    import subprocess
-
-    workdir.mkdir(exist_ok=True)
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                               "--repl-diskless-sync-delay", "0", "--dir", str(workdir), *args],
-                              stdout=subprocess.DEVNULL)
-    probe = redis.Redis(port=port)
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            probe.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    probe.close()
-    return server
+            servers.stop_all()
 
 
 def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_once(
@@ -406,7 +374,9 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
     from tests.support.servers import free_port
 
     master, replica = free_port(), free_port()
-    servers = [_redis_server(master, tmp_path / "master")]
+    servers = Servers(tmp_path)
+    no_sync_delay = ("--repl-diskless-sync-delay", "0")
+    servers.start(master, *no_sync_delay)
     try:
         extra = ", replica_acks: 1"
         with GatewayServer(config(upstream.url, redis_url=f"redis://127.0.0.1:{master}/0", prefix="t-acks",
@@ -415,13 +385,8 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
             for _ in range(3):
                 client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
             assert "gateway_accounting_retry_queue 3.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 3.0")
-            servers.append(_redis_server(replica, tmp_path / "replica", "--replicaof", "127.0.0.1", str(master)))
-            deadline = time.monotonic() + 10
-            probe = redis.Redis(port=replica)
-            while probe.info("replication").get("master_link_status") != "up":
-                assert time.monotonic() < deadline, "the replica did not sync"
-                time.sleep(0.05)
-            probe.close()
+            servers.start(replica, *no_sync_delay, "--replicaof", "127.0.0.1", str(master))
+            wait_for(lambda: "master_link_status:up" in cli(replica, "info", "replication"), "the replica to sync")
             client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
             assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
             records = usage_records(gw, 4)
@@ -429,9 +394,7 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
             spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
             assert (spend["requests"], spend["cost_micro_usd"]) == (4, 4 * 43)
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(10)
+        servers.stop_all()
 
 
 def test_reload_with_a_broken_price_file_keeps_the_running_config(gw: GatewayServer, upstream: FakeUpstream,
