@@ -35,7 +35,7 @@ from gateway.errors import (
     parse_retry_after,
 )
 from gateway.providers.anthropic_request import JSON_TOOL, default_max_tokens, translate_request
-from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
+from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object, usage_with_cache
 from gateway.providers.sse import DONE, SSESplitter, event_data, sse
 from gateway.schemas import Operation
 
@@ -163,15 +163,9 @@ def finish_reason(stop_reason: object, has_tool_calls: bool) -> str:
 
 
 def usage_of(raw: object) -> Usage | None:
-    """Anthropic usage → Usage. Anthropic's input_tokens exclude cache reads and writes; OpenAI's
-    prompt_tokens include every prompt token, so the three are summed."""
-    if not isinstance(raw, dict):
-        return None
-    read = int(raw.get("cache_read_input_tokens") or 0)
-    write = int(raw.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt_tokens=int(raw.get("input_tokens") or 0) + read + write,
-                 completion_tokens=int(raw.get("output_tokens") or 0),
-                 cached_tokens=read, cache_write_tokens=write)
+    """Anthropic usage → Usage (input_tokens exclude cache reads and writes)."""
+    return usage_with_cache(raw, uncached="input_tokens", output="output_tokens",
+                            cache_read="cache_read_input_tokens", cache_write="cache_creation_input_tokens")
 
 
 

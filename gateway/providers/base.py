@@ -98,3 +98,15 @@ def load_json_object(body: bytes, provider: str = "The provider") -> dict[str, A
     if not isinstance(data, dict):
         raise UpstreamProtocolError(f"{provider} answered with a JSON value that is not an object.")
     return data
+
+
+def usage_with_cache(raw: object, *, uncached: str, output: str, cache_read: str, cache_write: str) -> Usage | None:
+    """Usage from providers whose input count leaves out prompt-cache reads and writes (Anthropic,
+    Bedrock, each with its own field names). OpenAI's prompt_tokens include every prompt token, so
+    the three are summed."""
+    if not isinstance(raw, dict):
+        return None
+    read = int(raw.get(cache_read) or 0)
+    write = int(raw.get(cache_write) or 0)
+    return Usage(prompt_tokens=int(raw.get(uncached) or 0) + read + write,
+                 completion_tokens=int(raw.get(output) or 0), cached_tokens=read, cache_write_tokens=write)

@@ -43,7 +43,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     parse_retry_after,
 )
-from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
+from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object, usage_with_cache
 from gateway.schemas import Operation
 
 if TYPE_CHECKING:
@@ -383,13 +383,9 @@ def finish_reason(stop_reason: object) -> str:
 
 
 def usage_from(raw: object) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    cache_read = int(raw.get("cacheReadInputTokens") or 0)
-    cache_write = int(raw.get("cacheWriteInputTokens") or 0)
-    return Usage(prompt_tokens=int(raw.get("inputTokens") or 0) + cache_read + cache_write,
-                 completion_tokens=int(raw.get("outputTokens") or 0),
-                 cached_tokens=cache_read, cache_write_tokens=cache_write)
+    """Converse usage → Usage (inputTokens exclude cache reads and writes)."""
+    return usage_with_cache(raw, uncached="inputTokens", output="outputTokens",
+                            cache_read="cacheReadInputTokens", cache_write="cacheWriteInputTokens")
 
 
 
