@@ -51,8 +51,9 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         self.client: aioredis.Redis = async_client(url, timeout=timeout, cluster=cluster)
         self.cluster = is_cluster(url, cluster=cluster)
         # --- end deploy ---
-        # The per-request calls (reserve, settle batch) on one plain Redis go through the lean client
-        # (store/resp.py); everything else, and Sentinel, Cluster and TLS, through redis-py.
+        # The per-request calls (reserves, cache lookups, the settle batch) go through the lean client
+        # (store/resp.py) on one plain Redis or a Sentinel master; the rest, TLS and Cluster through
+        # redis-py (see topology.lean_client).
         self.fast: LeanRedis | None = lean_client(url, timeout=timeout, cluster=cluster, client=self.client)
 
     @property

@@ -206,8 +206,9 @@ class LeanRedis:
             return await asyncio.shield(connecting)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if connecting.cancelled() and self.closed() and (task is None or task.cancelling() == 0):
-                # aclose() cancelled the connect, not the caller: an error the caller handles.
+            if connecting.cancelled() and (task is None or task.cancelling() == 0):
+                # Only aclose() cancels the shared connect, and the caller was not cancelled itself:
+                # an error the caller handles, not a cancellation.
                 raise RedisConnectionError("client closed") from None
             raise
 
@@ -252,9 +253,6 @@ class LeanRedis:
             self._conn.close(RedisConnectionError("replaced"))
         self._conn = conn
         return conn
-
-    def closed(self) -> bool:
-        return self._closed
 
     async def aclose(self) -> None:
         self._closed = True
