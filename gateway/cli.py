@@ -38,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.logging import setup_logging
+    from gateway.server import GatewayHttpProtocol
 
     path = args.config
     try:
@@ -53,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
-    options = dict(host=host, port=port, loop="uvloop", http="httptools", access_log=False,
+    options = dict(host=host, port=port, loop="uvloop", http=GatewayHttpProtocol, access_log=False,
                    log_level="warning", lifespan="on", timeout_graceful_shutdown=config.server.shutdown_grace,
                    server_header=False, date_header=False,
                    # No X-Forwarded-* rewriting: the gateway logs no client address, and it is one

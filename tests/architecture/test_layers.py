@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "routing": 2,
     "pipeline": 3, "runtime": 3, "stages": 3, "ops": 3,
     "routes": 4, "middleware": 4,
-    "app": 5, "cli": 5, "__main__": 5, "__init__": 5,
+    "app": 5, "server": 5, "cli": 5, "__main__": 5, "__init__": 5,
 }
 # Third-party libraries that exactly one place may import.
 OWNERS = {

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
+from gateway.server import GatewayHttpProtocol
 
 
 def free_port() -> int:
@@ -57,6 +58,8 @@ class Reply:
     chunk_delay: float = 0.0
     # Drop the connection after this many chunks (a provider dying mid-stream).
     cut_after: int | None = None
+    # Hold the last chunk back until this is set (a provider slow to end its answer).
+    hold_last: threading.Event | None = None
 
 
 Handler = Callable[[Recorded], "Reply | Awaitable[Reply]"]
@@ -123,6 +126,8 @@ class FakeUpstream:
                 pause = reply.first_chunk_delay if i == 0 else reply.chunk_delay
                 if pause:
                     await asyncio.sleep(pause)
+                if reply.hold_last is not None and i == len(reply.chunks) - 1:
+                    await asyncio.get_running_loop().run_in_executor(None, reply.hold_last.wait, 10)
                 await response.write(chunk)
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -132,7 +137,8 @@ class FakeUpstream:
 
 
 class GatewayServer:
-    """The real app under uvicorn (uvloop + httptools, lifespan on) on a free loopback port."""
+    """The real app under uvicorn (httptools, with the gateway's own protocol as `gateway serve` runs
+    it; lifespan on) on a free loopback port."""
 
     def __init__(self, config: GatewayConfig | str, env: dict[str, str] | None = None) -> None:
         self.config = parse_config(config, env=env or {}) if isinstance(config, str) else config
@@ -140,7 +146,7 @@ class GatewayServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
+            self.app, host="127.0.0.1", port=self.port, loop="asyncio", http=GatewayHttpProtocol,
             access_log=False, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -1,0 +1,149 @@
+"""The server protocol: a response head leaves with the first bytes of its body, every byte leaves in
+order, and nothing is held past the event loop's next turn or the connection's close."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.server import CoalescingTransport
+from tests.support.servers import GatewayServer
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+
+def _wrap(loop: asyncio.AbstractEventLoop) -> tuple[CoalescingTransport, RecordingTransport]:
+    inner = RecordingTransport()
+    return CoalescingTransport(cast(asyncio.Transport, inner), loop), inner
+
+
+async def test_head_and_body_leave_in_one_write() -> None:
+    transport, inner = _wrap(asyncio.get_running_loop())
+    transport.write(HEAD)
+    assert inner.writes == []
+    transport.write(b"{}")
+    assert inner.writes == [HEAD + b"{}"]
+    transport.write(b"5\r\nhello\r\n")  # later writes are not held
+    assert inner.writes[-1] == b"5\r\nhello\r\n"
+
+
+async def test_a_head_without_a_body_leaves_at_the_next_loop_turn() -> None:
+    transport, inner = _wrap(asyncio.get_running_loop())
+    transport.write(HEAD)
+    await asyncio.sleep(0)
+    assert inner.writes == [HEAD]
+
+
+async def test_close_sends_what_is_held_first() -> None:
+    transport, inner = _wrap(asyncio.get_running_loop())
+    transport.write(HEAD)
+    transport.close()
+    assert inner.writes == [HEAD] and inner.closed
+    await asyncio.sleep(0)  # the scheduled flush finds nothing left
+    assert inner.writes == [HEAD]
+
+
+async def test_other_calls_reach_the_wrapped_transport() -> None:
+    transport, inner = _wrap(asyncio.get_running_loop())
+    transport.pause_reading()
+    assert inner.paused and not transport.is_closing()
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40), st.just(HEAD), st.just(b"HTTP/1.1 204\r\n\r\n")), max_size=12),
+       st.sets(st.integers(0, 11)))
+def test_every_byte_leaves_in_order(writes: list[bytes], turns: set[int]) -> None:
+    """Whatever is written (heads, bodies, look-alikes), with loop turns between some writes: the
+    bytes sent are the bytes written, in order, and nothing stays held after a turn."""
+
+    async def run() -> None:
+        transport, inner = _wrap(asyncio.get_running_loop())
+        for i, data in enumerate(writes):
+            transport.write(data)
+            if i in turns:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert b"".join(inner.writes) == b"".join(writes)
+
+    asyncio.run(run())
+
+
+CONFIG = """
+auth: {required: false}
+providers:
+  mock: {type: mock}
+models:
+  m: {deployments: [{provider: mock, model: x}]}
+"""
+
+
+def _exchange(port: int, raw: bytes, done: Callable[[bytes], bool]) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        data = b""
+        while not done(data):
+            chunk = sock.recv(65536)
+            assert chunk, f"the gateway closed the connection after {data!r}"
+            data += chunk
+        return data
+
+
+def _whole_answers(count: int) -> Callable[[bytes], bool]:
+    """True once `count` Content-Length framed answers are whole."""
+
+    def done(data: bytes) -> bool:
+        parts = data.split(b"HTTP/1.1 ")[1:]
+        if len(parts) < count:
+            return False
+        head, _, body = parts[-1].partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")) if b"\r\n\r\n" in parts[-1] else -1
+        return len(body) >= length >= 0
+
+    return done
+
+
+@pytest.fixture(scope="module")
+def gw() -> Any:
+    with GatewayServer(CONFIG) as server:
+        yield server
+
+
+def test_pipelined_requests_get_whole_answers_in_order(gw: GatewayServer) -> None:
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    post = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    data = _exchange(gw.port, post + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n", _whole_answers(2))
+    first, second = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and b'"chat.completion"' in first
+    assert second.startswith(b"200") and second.endswith(b'\r\n\r\n{"status":"ok"}')
+
+
+def test_a_head_request_gets_its_head(gw: GatewayServer) -> None:
+    data = _exchange(gw.port, b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n", lambda d: d.endswith(b"\r\n\r\n"))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n")
