@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.errors import PayloadTooLargeError
 from gateway.pipeline import JSONReply, StreamReply
+from gateway.providers.sse import DONE
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -101,10 +102,19 @@ async def _pump(send: Any, reply: StreamReply) -> None:
     headers = encode_headers(reply.headers)
     headers.extend(STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.first, "more_body": True})
-    async for chunk in reply.rest:
+    chunk, rest = reply.first, reply.rest
+    while not chunk.endswith(DONE):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+        try:
+            chunk = await rest.__anext__()
+        except StopAsyncIteration:
+            await send({"type": "http.response.body", "body": b""})
+            return
+    # `data: [DONE]` is the last thing a client reads: the answer ends with it, in the same write
+    # (a stream that arrived whole leaves in one), and the provider's end and the settle follow.
+    await send({"type": "http.response.body", "body": chunk})
+    async for _ in rest:
+        pass
 
 
 async def _close(reply: StreamReply) -> None:

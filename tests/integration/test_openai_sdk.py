@@ -3,6 +3,7 @@ sockets) against a fake OpenAI-compatible upstream."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,15 @@ import openai
 import pytest
 
 from tests.support.openai_fake import openai_echo, openai_error
-from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, sse_lines
+from tests.support.servers import (
+    FakeUpstream,
+    GatewayServer,
+    Recorded,
+    Reply,
+    free_port,
+    metrics_show,
+    sse_lines,
+)
 
 APP_KEY = "sk-gw-app-0123456789abcdef"
 LIMITED_KEY = "sk-gw-limited-0123456789abcdef"
@@ -259,6 +268,36 @@ def test_failure_after_first_byte_ends_stream_with_error_event(gw: GatewayServer
                      json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "x"}]})
     assert b'"error"' in raw.content
     assert not raw.content.rstrip().endswith(b"[DONE]")
+
+
+def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: GatewayServer,
+                                                                          upstream: FakeUpstream) -> None:
+    """[DONE] ends the client's answer at once; the provider's slow end (here a trailing comment held
+    back) is read afterwards, and the call is still settled with its usage."""
+    release = threading.Event()
+
+    def slow_end(request: Recorded) -> Reply:
+        events = [{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "ab"]
+        events.append({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
+        return Reply(chunks=[*sse_lines(events), b": the provider lingers\n\n"], hold_last=release)
+
+    upstream.handler = slow_end
+    try:
+        # The upstream holds its last chunk until `release`: an answer that waited for it would
+        # time out here.
+        raw = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {APP_KEY}"},
+                         json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                         timeout=5)
+        assert raw.status_code == 200
+        assert raw.content.endswith(b"data: [DONE]\n\n")
+        assert b"lingers" not in raw.content and b'"usage"' not in raw.content
+        line = 'gateway_tokens_total{alias="gpt",deployment="up/gpt-4o-upstream",direction="completion"} 2.0'
+        assert line not in metrics_show(gw.url, line, seconds=0.3)  # settled only once the provider ends
+    finally:
+        release.set()
+    assert line in metrics_show(gw.url, line)
 
 
 def test_client_disconnect_cancels_the_upstream_stream(gw: GatewayServer, upstream: FakeUpstream) -> None:
