@@ -175,7 +175,7 @@ class Pipeline:
         if ctx.capture is not None:
             ctx.capture.append(out)
         hook = self.stream_usage_hook
-        if hook is not None and (b'"usage":{' in out or b'"usage": {' in out) and ctx.client_wants_usage:
+        if hook is not None and ctx.client_wants_usage and (b'"usage":{' in out or b'"usage": {' in out):
             out = hook(ctx, opened.translator.usage, out)
         return out
 

@@ -71,16 +71,23 @@ class OpenAIStream:
 
     Most network reads carry only content chunks: those are forwarded as one slice of the input
     (complete events only), found with a few substring searches in C. Only a read that holds a
-    marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event."""
+    marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event.
 
-    __slots__ = ("_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
-    # Substrings that make a read worth taking apart event by event (subclasses add their own).
-    markers: tuple[bytes, ...] = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "',
-                                  b"[DONE]", b'"error"')
+    Each search reads every byte of a stream, so the fewer the better: a server writes its JSON
+    either compact (`"usage":{`) or spaced (`"usage": {`, Python's default), the same way all stream
+    long, and the first event tells which. A compact stream is searched only for compact markers."""
+
+    __slots__ = ("_keep_usage_chunk", "_markers", "_pending", "_spaced", "done", "finish_reason", "usage")
+    # Substrings that make a read worth taking apart event by event, as compact JSON writes them
+    # and as spaced JSON adds them (subclasses add their own to both).
+    compact_markers: tuple[bytes, ...] = (b'"usage":{', b'"finish_reason":"', b"[DONE]", b'"error"')
+    spaced_markers: tuple[bytes, ...] = (b'"usage": {', b'"finish_reason": "')
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._pending = b""
         self._keep_usage_chunk = client_wants_usage
+        self._markers: tuple[bytes, ...] | None = None  # until the first JSON event shows the style
+        self._spaced = True
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
@@ -100,12 +107,13 @@ class OpenAIStream:
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
         if self.done:
             return self._events(complete)
+        markers = self._markers or self._style(complete)
         # The events before the first one holding a marker pass as one slice; from that one on,
         # event by event (a whole stream often arrives in one read with the markers at its end).
         # bytes.find per marker: a C substring search each, far cheaper than one regex alternation
         # (which retries every alternative at every offset).
         first = -1
-        for marker in self.markers:
+        for marker in markers:
             at = complete.find(marker)
             if at >= 0 and (first < 0 or at < first):
                 first = at
@@ -115,10 +123,22 @@ class OpenAIStream:
         cut = cut + 2 if cut >= 0 else 0
         return self._passthrough(complete[:cut]) + self._events(complete[cut:])
 
+    def _style(self, complete: bytes) -> tuple[bytes, ...]:
+        """The markers for this stream's JSON style, from its first event that is a JSON object (all
+        markers until one is seen). A colon-space inside a string's text can only make the choice
+        spaced, which searches more, never less."""
+        first = complete[: complete.find(b"\n\n")]
+        both = self.compact_markers + self.spaced_markers
+        if b'":' not in first:
+            return both  # a comment or keep-alive: decide on a later event
+        self._spaced = b'": ' in first
+        self._markers = both if self._spaced else self.compact_markers
+        return self._markers
+
     def _passthrough(self, events: bytes) -> bytes:
         if self._keep_usage_chunk or b'"usage":' not in events:
             return events
-        return _strip_usage_null(events)
+        return self._strip_usage_null(events)
 
     def finish(self) -> bytes:
         rest, self._pending = self._pending.strip(), b""
@@ -152,7 +172,7 @@ class OpenAIStream:
                     chunk.pop("usage", None)
                     return sse(orjson.dumps(chunk))
         if not self._keep_usage_chunk and b'"usage":' in payload:
-            return sse(_strip_usage_null(payload))
+            return sse(self._strip_usage_null(payload))
         return event + b"\n\n"
 
     def _note_finish(self, chunk: dict[str, Any]) -> None:
@@ -161,12 +181,13 @@ class OpenAIStream:
             if reason:
                 self.finish_reason = reason
 
-
-def _strip_usage_null(data: bytes) -> bytes:
-    """Drop the `"usage": null` each chunk carries once usage is requested: the client did not ask
-    for usage (the gateway did, for accounting)."""
-    return data.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
-
+    def _strip_usage_null(self, data: bytes) -> bytes:
+        """Drop the `"usage": null` each chunk carries once usage is requested: the client did not ask
+        for usage (the gateway did, for accounting)."""
+        data = data.replace(b',"usage":null', b"")
+        if self._spaced:
+            data = data.replace(b', "usage": null', b"").replace(b',"usage": null', b"")
+        return data
 
 
 def usage_from(raw: object) -> Usage | None:

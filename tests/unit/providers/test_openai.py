@@ -13,10 +13,14 @@ from gateway.providers.sse import SSESplitter, event_data
 from gateway.schemas import Operation
 from tests.support.openai_fake import chat_chunks
 
+# How servers write their JSON: Python's default (`", "` and `": "`), compact, and colon-space only.
+STYLES = {"spaced": (", ", ": "), "compact": (",", ":"), "colon-space": (",", ": ")}
 
-def sse_stream(include_usage: bool) -> bytes:
+
+def sse_stream(include_usage: bool, style: str = "spaced", keep_alive: bool = False) -> bytes:
     events = chat_chunks("alpha beta gamma", "m", include_usage=include_usage, prompt_tokens=11)
-    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    data = b"".join(b"data: " + json.dumps(e, separators=STYLES[style]).encode() + b"\n\n" for e in events)
+    return (b": keep-alive\n\n" if keep_alive else b"") + data + b"data: [DONE]\n\n"
 
 
 def run(translator_input: bytes, cuts: list[int], client_wants_usage: bool) -> tuple[bytes, object]:
@@ -46,13 +50,18 @@ def test_build_request_renames_the_model_and_asks_for_stream_usage() -> None:
     assert "stream_options" not in orjson.loads(embeddings.body)
 
 
-@settings(max_examples=200)
-@given(st.lists(st.integers(min_value=0, max_value=len(sse_stream(True))), max_size=12), st.booleans())
-def test_stream_output_does_not_depend_on_how_bytes_were_split(cuts: list[int], wants_usage: bool) -> None:
-    data = sse_stream(True)
+@settings(max_examples=300)
+@given(st.lists(st.integers(min_value=0, max_value=len(sse_stream(True))), max_size=12), st.booleans(),
+       st.sampled_from(sorted(STYLES)), st.booleans())
+def test_stream_output_does_not_depend_on_how_bytes_were_split(cuts: list[int], wants_usage: bool, style: str,
+                                                               keep_alive: bool) -> None:
+    """Whatever the JSON style (the translator picks its markers from the first event) and however the
+    bytes were split, the same output, usage and finish reason."""
+    data = sse_stream(True, style, keep_alive)
     whole, _ = run(data, [], wants_usage)
-    split, translator = run(data, cuts, wants_usage)
+    split, translator = run(data, [min(cut, len(data)) for cut in cuts], wants_usage)
     assert split == whole
+    assert (b'"usage"' in whole) is wants_usage  # the usage chunk, and every `"usage": null`
     assert translator.usage is not None and translator.usage.prompt_tokens == 11  # type: ignore[attr-defined]
     assert translator.finish_reason == "stop"  # type: ignore[attr-defined]
     assert translator.done  # type: ignore[attr-defined]
