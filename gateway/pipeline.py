@@ -92,6 +92,10 @@ class Pipeline:
         self.stages = stages
         self.stream_usage_hook = stream_usage_hook
         self._writes: set[asyncio.Task[None]] = set()
+        # Stages whose settle adds headers to a JSON answer say so with an `annotate(ctx, reply)`:
+        # called before the send when the settle itself follows the send.
+        self._annotators: dict[str, Callable[[RequestContext, JSONReply], None]] = {
+            stage.name: stage.annotate for stage in stages if hasattr(stage, "annotate")}
 
     async def handle(self, ctx: RequestContext) -> Reply:
         ctx.principal = self.auth.authenticate(ctx.headers)
@@ -128,11 +132,15 @@ class Pipeline:
         finally:
             if admitted and error is None and isinstance(reply, JSONReply) and self.store.ordered \
                     and not ctx.settle_before_reply:
-                # Settled now (the stages set headers such as the cost), written after the send. Only
-                # on an ordered store (see Store.ordered): through redis-py's pool a later call's read
+                # Settled after the send: the stages' writes, the records they build and the metrics.
+                # Only the headers a settle gives the answer (the call's cost) are set now. Only on
+                # an ordered store (see Store.ordered): through redis-py's pool a later call's read
                 # (budget, cache lookup, limits) could reach Redis before this write.
-                batches, ops = self._collect(ctx, tuple(admitted), reply, None)
-                reply.after = functools.partial(self._commit, ctx, batches, ops)
+                for stage in admitted:
+                    annotate = self._annotators.get(stage.name)
+                    if annotate is not None:
+                        annotate(ctx, reply)
+                reply.after = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
             elif admitted:
                 await self._settle(ctx, tuple(admitted), reply, error)
             elif not ctx.stream or error is not None:

@@ -166,17 +166,24 @@ class AccountingStage:
         if isinstance(state, _State) and state.groups:
             self.retry.push(state.groups, error)
 
-    def _account(self, ctx: RequestContext, reply: Reply | None) -> list[StoreOp]:
+    def annotate(self, ctx: RequestContext, reply: JSONReply) -> None:
+        """The cost header, for an answer sent before its settle (the pipeline calls this first)."""
+        if reply.status == 200 and (ctx.attempts > 0 or ctx.cache_hit):
+            reply.headers[COST_HEADER] = format_usd(self._priced(ctx, reply)[1])
+
+    def _priced(self, ctx: RequestContext, reply: Reply | None) -> tuple[Usage, int | None, int]:
+        """(usage, cost, saved) of the call, in micro-USD. Called twice for one answer it gives the
+        same: an estimated usage is kept in ctx.usage (and counted) the first time."""
         usage = self._usage(ctx, reply)
         deployment = ctx.deployment or ""
         price = self.prices.get(deployment) if deployment else self.reserve_prices.get(ctx.alias)
-        cost: int | None
-        saved = 0
         if ctx.cache_hit:
-            cost = 0
-            saved = price.cost_micro(usage) if price is not None else 0
-        else:
-            cost = price.cost_micro(usage) if price is not None else None
+            return usage, 0, price.cost_micro(usage) if price is not None else 0
+        return usage, price.cost_micro(usage) if price is not None else None, 0
+
+    def _account(self, ctx: RequestContext, reply: Reply | None) -> list[StoreOp]:
+        usage, cost, saved = self._priced(ctx, reply)
+        deployment = ctx.deployment or ""
         if isinstance(reply, JSONReply) and reply.status == 200:
             reply.headers[COST_HEADER] = format_usd(cost)
         self._observe(ctx, usage, cost, saved)
