@@ -15,6 +15,8 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 JSON_TYPE = (b"content-type", b"application/json")
+# How long the provider may take to end its stream once the client has its whole answer.
+DRAIN_SECONDS = 10.0
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -67,12 +69,14 @@ async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
     """Send an SSE reply as it is produced. While the provider is still producing, a watcher reads
     the client side: when the client goes away it cancels this task, which closes the upstream
     response at once (the provider stops generating) and settles the request. A stream that is
-    already complete has nothing to wait for, and no watcher."""
+    already complete has nothing to wait for, and no watcher. Once the client has its whole answer
+    (it ends at `data: [DONE]`), the provider's end is read without the client (see _end)."""
+    answered = False
     if reply.complete:
         try:
-            await _pump(send, reply)
+            answered = await _pump(send, reply)
         finally:
-            await _close(reply)
+            await _end(reply, answered)
         return
     task = asyncio.current_task()
     assert task is not None
@@ -88,17 +92,18 @@ async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
 
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await _pump(send, reply)
+        answered = await _pump(send, reply)
     except asyncio.CancelledError:
         if not disconnected.is_set():
             raise
         task.uncancel()
     finally:
         watcher.cancel()
-        await _close(reply)
+        await _end(reply, answered)
 
 
-async def _pump(send: Any, reply: StreamReply) -> None:
+async def _pump(send: Any, reply: StreamReply) -> bool:
+    """Send the answer; True when it ended at [DONE] before the provider's stream did."""
     headers = encode_headers(reply.headers)
     headers.extend(STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -109,12 +114,25 @@ async def _pump(send: Any, reply: StreamReply) -> None:
             chunk = await rest.__anext__()
         except StopAsyncIteration:
             await send({"type": "http.response.body", "body": b""})
-            return
+            return False
     # `data: [DONE]` is the last thing a client reads: the answer ends with it, in the same write
     # (a stream that arrived whole leaves in one), and the provider's end and the settle follow.
     await send({"type": "http.response.body", "body": chunk})
-    async for _ in rest:
-        pass
+    return True
+
+
+async def _end(reply: StreamReply, answered: bool) -> None:
+    """After an answer that ended at [DONE], read the provider's stream to its end (at most
+    DRAIN_SECONDS): its connection goes back to the pool instead of being dropped, and whatever
+    follows [DONE] is not for a client. Either way the stream then closes and settles."""
+    try:
+        if answered:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for _ in reply.rest:
+                        pass
+    finally:
+        await _close(reply)
 
 
 async def _close(reply: StreamReply) -> None:

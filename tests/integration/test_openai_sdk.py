@@ -270,10 +270,12 @@ def test_failure_after_first_byte_ends_stream_with_error_event(gw: GatewayServer
     assert not raw.content.rstrip().endswith(b"[DONE]")
 
 
-def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: GatewayServer,
-                                                                          upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("chunk_delay", [0.0, 0.05], ids=["arrives-whole", "arrives-in-pieces"])
+def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: GatewayServer, upstream: FakeUpstream,
+                                                                          chunk_delay: float) -> None:
     """[DONE] ends the client's answer at once; the provider's slow end (here a trailing comment held
-    back) is read afterwards, and the call is still settled with its usage."""
+    back) is read afterwards, also once the client has gone (its connection is not dropped), and the
+    call is settled with its usage."""
     release = threading.Event()
 
     def slow_end(request: Recorded) -> Reply:
@@ -281,7 +283,8 @@ def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: Gat
                    "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "ab"]
         events.append({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
                        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
-        return Reply(chunks=[*sse_lines(events), b": the provider lingers\n\n"], hold_last=release)
+        return Reply(chunks=[*sse_lines(events), b": the provider lingers\n\n"], hold_last=release,
+                     chunk_delay=chunk_delay)
 
     upstream.handler = slow_end
     try:
@@ -298,6 +301,7 @@ def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: Gat
     finally:
         release.set()
     assert line in metrics_show(gw.url, line)
+    assert upstream.disconnects == 0  # read to its end, not cut off
 
 
 def test_client_disconnect_cancels_the_upstream_stream(gw: GatewayServer, upstream: FakeUpstream) -> None:
