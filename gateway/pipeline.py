@@ -54,6 +54,9 @@ class StreamReply:
     # The whole stream is already in `first` (the provider's end marker arrived with it, or a cache
     # replay): `rest` only settles, with no wait on the provider.
     complete: bool = False
+    # The call holds something the client's next call checks (ctx.settle_before_reply): the response
+    # completes only once the stream has settled, instead of with its `data: [DONE]`.
+    settle_first: bool = False
 
 
 Reply = JSONReply | StreamReply
@@ -118,7 +121,8 @@ class Pipeline:
                 # Started here, so its `finally` (close upstream, settle) runs whenever it is closed,
                 # even if the client is gone before the first byte is sent.
                 await rest.__anext__()
-                reply = StreamReply(self._headers(ctx), first, rest, complete=opened.translator.done)
+                reply = StreamReply(self._headers(ctx), first, rest, complete=opened.translator.done,
+                                    settle_first=ctx.settle_before_reply)
                 admitted = []  # the stream settles when it ends
                 return reply
             parsed = await self.router.complete(ctx)

@@ -103,12 +103,13 @@ async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
 
 
 async def _pump(send: Any, reply: StreamReply) -> bool:
-    """Send the answer; True when it ended at [DONE] before the provider's stream did."""
+    """Send the answer; True when it ended at [DONE] before the provider's stream did (unless the
+    stream must settle first: then the response completes after the settle)."""
     headers = encode_headers(reply.headers)
     headers.extend(STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     chunk, rest = reply.first, reply.rest
-    while not chunk.endswith(DONE):
+    while reply.settle_first or not chunk.endswith(DONE):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         try:
             chunk = await rest.__anext__()

@@ -240,12 +240,28 @@ def test_a_concurrency_slot_is_free_the_moment_the_answer_arrives(upstream: Fake
         probe.close()
 
 
-def alternate_connections(port: int, calls: int) -> list[int]:
+def test_a_streams_concurrency_slot_is_free_when_its_response_completes() -> None:
+    """A stream ends its answer at [DONE] and reads the provider's end afterwards, unless the call
+    holds something the next call checks: under max_parallel: 1, with a provider that sends its end
+    20 ms after [DONE], the response completes only once the slot is released, so streams sent the
+    instant the previous response completed, on the other of two connections, are never refused."""
+
+    def lingering(request: Recorded) -> Reply:
+        events = [{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}]
+        return Reply(chunks=[*sse_lines(events), b": bye\n\n"], chunk_delay=0.02)
+
+    with FakeUpstream(lingering) as up, GatewayServer(CONFIG.format(url=up.url, key=KEY, master=MASTER)) as gw:
+        statuses = alternate_connections(gw.port, 20, stream=True)
+    assert statuses == [200] * 20
+
+
+def alternate_connections(port: int, calls: int, stream: bool = False) -> list[int]:
     """`calls` requests, alternating between two open connections, each sent the instant the previous
     answer is complete (the other connection is already open): the tightest a client can follow up."""
     import socket
 
-    body = orjson.dumps({"model": "gpt", "messages": MSG})
+    body = orjson.dumps({"model": "gpt", "messages": MSG, "stream": stream})
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
                b"authorization: Bearer sk-gw-one-0123456789abcdef\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
     sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
@@ -258,10 +274,14 @@ def alternate_connections(port: int, calls: int) -> list[int]:
             while b"\r\n\r\n" not in data:
                 data += sock.recv(65536)
             head, _, rest = data.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:")))
-            while len(rest) < length:
-                rest += sock.recv(65536)
+            lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
+            if lengths:
+                while len(rest) < lengths[0]:
+                    rest += sock.recv(65536)
+            else:  # chunked: to the last chunk
+                while not rest.endswith(b"0\r\n\r\n"):
+                    rest += sock.recv(65536)
             statuses.append(int(head.split(b" ")[1]))
     finally:
         for sock in sockets:
