@@ -73,28 +73,26 @@ class OpenAIStream:
     (complete events only), found with a few substring searches in C. Only a read that holds a
     marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event.
 
-    Each search reads every byte of a stream, so the fewer the better: a server writes its JSON
-    either compact (`"usage":{`) or spaced (`"usage": {`, Python's default), the same way all stream
-    long, and the first event tells which. A compact stream is searched only for compact markers."""
+    Each search reads every byte of a stream, so the fewer the better: the spaced forms of the
+    markers (`"usage": {`, as Python's json writes them) all hold `": `, so they are looked for only
+    in a read that holds one; a server writing compact JSON is searched for four markers, not six."""
 
-    __slots__ = ("_keep_usage_chunk", "_markers", "_pending", "_spaced", "done", "finish_reason", "usage")
-    # Substrings that make a read worth taking apart event by event, as compact JSON writes them
-    # and as spaced JSON adds them (subclasses add their own to both).
+    __slots__ = ("_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
+    # Substrings that make a read worth taking apart event by event, as compact JSON writes them,
+    # and their spaced forms (subclasses add their own to both).
     compact_markers: tuple[bytes, ...] = (b'"usage":{', b'"finish_reason":"', b"[DONE]", b'"error"')
     spaced_markers: tuple[bytes, ...] = (b'"usage": {', b'"finish_reason": "')
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._pending = b""
         self._keep_usage_chunk = client_wants_usage
-        self._markers: tuple[bytes, ...] | None = None  # until the first JSON event shows the style
-        self._spaced = True
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
         buffer = self._pending + data if self._pending else data
-        if b"\r" in buffer:
+        if buffer.find(b"\r") >= 0:
             buffer = buffer.replace(b"\r\n", b"\n")
             # A CR may be the first half of a CRLF split across reads: keep it for the next one.
             if buffer.endswith(b"\r"):
@@ -107,7 +105,8 @@ class OpenAIStream:
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
         if self.done:
             return self._events(complete)
-        markers = self._markers or self._style(complete)
+        spaced = complete.find(b'": ') >= 0
+        markers = self.compact_markers + self.spaced_markers if spaced else self.compact_markers
         # The events before the first one holding a marker pass as one slice; from that one on,
         # event by event (a whole stream often arrives in one read with the markers at its end).
         # bytes.find per marker: a C substring search each, far cheaper than one regex alternation
@@ -118,27 +117,15 @@ class OpenAIStream:
             if at >= 0 and (first < 0 or at < first):
                 first = at
         if first < 0:
-            return self._passthrough(complete)
+            return self._passthrough(complete, spaced)
         cut = complete.rfind(b"\n\n", 0, first)
         cut = cut + 2 if cut >= 0 else 0
-        return self._passthrough(complete[:cut]) + self._events(complete[cut:])
+        return self._passthrough(complete[:cut], spaced) + self._events(complete[cut:])
 
-    def _style(self, complete: bytes) -> tuple[bytes, ...]:
-        """The markers for this stream's JSON style, from its first event that is a JSON object (all
-        markers until one is seen). A colon-space inside a string's text can only make the choice
-        spaced, which searches more, never less."""
-        first = complete[: complete.find(b"\n\n")]
-        both = self.compact_markers + self.spaced_markers
-        if b'":' not in first:
-            return both  # a comment or keep-alive: decide on a later event
-        self._spaced = b'": ' in first
-        self._markers = both if self._spaced else self.compact_markers
-        return self._markers
-
-    def _passthrough(self, events: bytes) -> bytes:
-        if self._keep_usage_chunk or b'"usage":' not in events:
+    def _passthrough(self, events: bytes, spaced: bool) -> bytes:
+        if self._keep_usage_chunk or events.find(b'"usage":') < 0:
             return events
-        return self._strip_usage_null(events)
+        return _strip_usage_null(events, spaced)
 
     def finish(self) -> bytes:
         rest, self._pending = self._pending.strip(), b""
@@ -172,7 +159,7 @@ class OpenAIStream:
                     chunk.pop("usage", None)
                     return sse(orjson.dumps(chunk))
         if not self._keep_usage_chunk and b'"usage":' in payload:
-            return sse(self._strip_usage_null(payload))
+            return sse(_strip_usage_null(payload, b'": ' in payload))
         return event + b"\n\n"
 
     def _note_finish(self, chunk: dict[str, Any]) -> None:
@@ -181,13 +168,13 @@ class OpenAIStream:
             if reason:
                 self.finish_reason = reason
 
-    def _strip_usage_null(self, data: bytes) -> bytes:
-        """Drop the `"usage": null` each chunk carries once usage is requested: the client did not ask
-        for usage (the gateway did, for accounting)."""
-        data = data.replace(b',"usage":null', b"")
-        if self._spaced:
-            data = data.replace(b', "usage": null', b"").replace(b',"usage": null', b"")
-        return data
+def _strip_usage_null(data: bytes, spaced: bool) -> bytes:
+    """Drop the `"usage": null` each chunk carries once usage is requested: the client did not ask
+    for usage (the gateway did, for accounting). `spaced`: the data holds `": ` somewhere."""
+    data = data.replace(b',"usage":null', b"")
+    if spaced:
+        data = data.replace(b', "usage": null', b"").replace(b',"usage": null', b"")
+    return data
 
 
 def usage_from(raw: object) -> Usage | None:

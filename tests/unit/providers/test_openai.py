@@ -18,8 +18,13 @@ STYLES = {"spaced": (", ", ": "), "compact": (",", ":"), "colon-space": (",", ":
 
 
 def sse_stream(include_usage: bool, style: str = "spaced", keep_alive: bool = False) -> bytes:
+    """`style` "mixed": compact chunks, then the last two (finish, usage) written spaced, as by a server
+    whose final chunks come from another serializer."""
     events = chat_chunks("alpha beta gamma", "m", include_usage=include_usage, prompt_tokens=11)
-    data = b"".join(b"data: " + json.dumps(e, separators=STYLES[style]).encode() + b"\n\n" for e in events)
+    styles = [STYLES["spaced"] if style == "mixed" and i >= len(events) - 2 else STYLES.get(style, STYLES["compact"])
+              for i in range(len(events))]
+    data = b"".join(b"data: " + json.dumps(e, separators=sep).encode() + b"\n\n"
+                    for e, sep in zip(events, styles, strict=True))
     return (b": keep-alive\n\n" if keep_alive else b"") + data + b"data: [DONE]\n\n"
 
 
@@ -52,11 +57,11 @@ def test_build_request_renames_the_model_and_asks_for_stream_usage() -> None:
 
 @settings(max_examples=300)
 @given(st.lists(st.integers(min_value=0, max_value=len(sse_stream(True))), max_size=12), st.booleans(),
-       st.sampled_from(sorted(STYLES)), st.booleans())
+       st.sampled_from([*sorted(STYLES), "mixed"]), st.booleans())
 def test_stream_output_does_not_depend_on_how_bytes_were_split(cuts: list[int], wants_usage: bool, style: str,
                                                                keep_alive: bool) -> None:
-    """Whatever the JSON style (the translator picks its markers from the first event) and however the
-    bytes were split, the same output, usage and finish reason."""
+    """Whatever the JSON style (compact, spaced, or both in one stream) and however the bytes were
+    split, the same output, usage and finish reason."""
     data = sse_stream(True, style, keep_alive)
     whole, _ = run(data, [], wants_usage)
     split, translator = run(data, [min(cut, len(data)) for cut in cuts], wants_usage)
