@@ -140,15 +140,22 @@ class Pipeline:
                 # Only the headers a settle gives the answer (the call's cost) are set now. Only on
                 # an ordered store (see Store.ordered): through redis-py's pool a later call's read
                 # (budget, cache lookup, limits) could reach Redis before this write.
-                for stage in admitted:
-                    annotate = self._annotators.get(stage.name)
-                    if annotate is not None:
-                        annotate(ctx, reply)
                 reply.after = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
+                self._annotate(ctx, admitted, reply)
             elif admitted:
                 await self._settle(ctx, tuple(admitted), reply, error)
             elif not ctx.stream or error is not None:
                 self._observe(ctx)
+
+    def _annotate(self, ctx: RequestContext, stages: list[Stage], reply: JSONReply) -> None:
+        for stage in stages:
+            annotate = self._annotators.get(stage.name)
+            if annotate is not None:
+                try:
+                    annotate(ctx, reply)
+                except Exception:  # like settle: never fail a request that already has its answer
+                    log.exception("annotate failed", extra={"fields": {"request_id": ctx.request_id,
+                                                                      "stage": stage.name}})
 
     def _headers(self, ctx: RequestContext) -> dict[str, str]:
         headers = ctx.response_headers

@@ -25,8 +25,8 @@ class CoalescingTransport:
 
     Correctness never rests on recognising a head: every write leaves in order, and a held one goes
     at the next write, before the transport closes, or at the event loop's next turn (an answer
-    whose body is late, or a response that has none), whichever comes first. Everything but `write`
-    and `close` is the wrapped transport's own."""
+    whose body is late, or a response that has none), whichever comes first. Everything but the
+    writes and `close` is the wrapped transport's own (`abort` drops a held head with the rest)."""
 
     __slots__ = ("_held", "_loop", "_transport")
 
@@ -52,6 +52,13 @@ class CoalescingTransport:
             self._held = None
             if not self._transport.is_closing():
                 self._transport.write(held)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def close(self) -> None:
         self.flush()

@@ -304,6 +304,36 @@ def test_a_stream_ends_at_done_without_waiting_for_the_provider_to_close(gw: Gat
     assert upstream.disconnects == 0  # read to its end, not cut off
 
 
+def test_a_provider_that_never_ends_after_done_is_cut_off(gw: GatewayServer, upstream: FakeUpstream,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's end is waited for at most DRAIN_SECONDS after [DONE]: then its connection is
+    dropped and the call settles with the usage it reported."""
+    import gateway.routes.asgi
+
+    monkeypatch.setattr(gateway.routes.asgi, "DRAIN_SECONDS", 0.3)
+    release = threading.Event()
+
+    def never_ends(request: Recorded) -> Reply:
+        events = [{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}]
+        return Reply(chunks=[*sse_lines(events), b": still here\n\n"], hold_last=release)
+
+    upstream.handler = never_ends
+    try:
+        raw = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {APP_KEY}"},
+                         json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                         timeout=5)
+        assert raw.content.endswith(b"data: [DONE]\n\n")
+        line = 'gateway_tokens_total{alias="gpt",deployment="up/gpt-4o-upstream",direction="completion"} 4.0'
+        assert line in metrics_show(gw.url, line)  # settled while the provider still holds its end
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while upstream.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.disconnects == 1
+
+
 def test_client_disconnect_cancels_the_upstream_stream(gw: GatewayServer, upstream: FakeUpstream) -> None:
     def slow_stream(request: Recorded) -> Reply:
         events = [{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",

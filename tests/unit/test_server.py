@@ -37,6 +37,9 @@ class RecordingTransport:
     def pause_reading(self) -> None:
         self.paused = True
 
+    def write_eof(self) -> None:
+        self.writes.append(b"<eof>")
+
 
 def _wrap(loop: asyncio.AbstractEventLoop) -> tuple[CoalescingTransport, RecordingTransport]:
     inner = RecordingTransport()
@@ -67,6 +70,15 @@ async def test_close_sends_what_is_held_first() -> None:
     assert inner.writes == [HEAD] and inner.closed
     await asyncio.sleep(0)  # the scheduled flush finds nothing left
     assert inner.writes == [HEAD]
+
+
+async def test_writelines_and_write_eof_keep_the_order() -> None:
+    transport, inner = _wrap(asyncio.get_running_loop())
+    transport.write(HEAD)
+    transport.writelines([b"{", b"}"])
+    transport.write(HEAD)
+    transport.write_eof()
+    assert inner.writes == [HEAD + b"{}", HEAD, b"<eof>"]
 
 
 async def test_other_calls_reach_the_wrapped_transport() -> None:
