@@ -86,8 +86,7 @@ class AzureStream(OpenAIStream):
     """OpenAI pass-through, minus Azure's empty-choices annotation chunks, with Azure error mapping."""
 
     __slots__ = ()
-    compact_markers = (*OpenAIStream.compact_markers, b'"choices":[]')
-    spaced_markers = (*OpenAIStream.spaced_markers, b'"choices": []')
+    markers = (*OpenAIStream.markers, b'"choices":[]', b'"choices": []')
 
     def _event(self, event: bytes) -> bytes:
         payload = event_data(event)

@@ -71,17 +71,13 @@ class OpenAIStream:
 
     Most network reads carry only content chunks: those are forwarded as one slice of the input
     (complete events only), found with a few substring searches in C. Only a read that holds a
-    marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event.
-
-    Each search reads every byte of a stream, so the fewer the better: the spaced forms of the
-    markers (`"usage": {`, as Python's json writes them) all hold `": `, so they are looked for only
-    in a read that holds one; a server writing compact JSON is searched for four markers, not six."""
+    marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event."""
 
     __slots__ = ("_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
-    # Substrings that make a read worth taking apart event by event, as compact JSON writes them,
-    # and their spaced forms (subclasses add their own to both).
-    compact_markers: tuple[bytes, ...] = (b'"usage":{', b'"finish_reason":"', b"[DONE]", b'"error"')
-    spaced_markers: tuple[bytes, ...] = (b'"usage": {', b'"finish_reason": "')
+    # Substrings that make a read worth taking apart event by event, as compact and as spaced JSON
+    # write them (subclasses add their own).
+    markers: tuple[bytes, ...] = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "',
+                                  b"[DONE]", b'"error"')
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._pending = b""
@@ -105,27 +101,25 @@ class OpenAIStream:
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
         if self.done:
             return self._events(complete)
-        spaced = complete.find(b'": ') >= 0
-        markers = self.compact_markers + self.spaced_markers if spaced else self.compact_markers
         # The events before the first one holding a marker pass as one slice; from that one on,
         # event by event (a whole stream often arrives in one read with the markers at its end).
         # bytes.find per marker: a C substring search each, far cheaper than one regex alternation
         # (which retries every alternative at every offset).
         first = -1
-        for marker in markers:
+        for marker in self.markers:
             at = complete.find(marker)
             if at >= 0 and (first < 0 or at < first):
                 first = at
         if first < 0:
-            return self._passthrough(complete, spaced)
+            return self._passthrough(complete)
         cut = complete.rfind(b"\n\n", 0, first)
         cut = cut + 2 if cut >= 0 else 0
-        return self._passthrough(complete[:cut], spaced) + self._events(complete[cut:])
+        return self._passthrough(complete[:cut]) + self._events(complete[cut:])
 
-    def _passthrough(self, events: bytes, spaced: bool) -> bytes:
+    def _passthrough(self, events: bytes) -> bytes:
         if self._keep_usage_chunk or events.find(b'"usage":') < 0:
             return events
-        return _strip_usage_null(events, spaced)
+        return _strip_usage_null(events)
 
     def finish(self) -> bytes:
         rest, self._pending = self._pending.strip(), b""
@@ -159,7 +153,7 @@ class OpenAIStream:
                     chunk.pop("usage", None)
                     return sse(orjson.dumps(chunk))
         if not self._keep_usage_chunk and b'"usage":' in payload:
-            return sse(_strip_usage_null(payload, b'": ' in payload))
+            return sse(_strip_usage_null(payload))
         return event + b"\n\n"
 
     def _note_finish(self, chunk: dict[str, Any]) -> None:
@@ -168,13 +162,16 @@ class OpenAIStream:
             if reason:
                 self.finish_reason = reason
 
-def _strip_usage_null(data: bytes, spaced: bool) -> bytes:
+
+def _strip_usage_null(data: bytes) -> bytes:
     """Drop the `"usage": null` each chunk carries once usage is requested: the client did not ask
-    for usage (the gateway did, for accounting). `spaced`: the data holds `": ` somewhere."""
+    for usage (the gateway did, for accounting). Compact JSON, or spaced with or without a space
+    after commas."""
     data = data.replace(b',"usage":null', b"")
-    if spaced:
+    if data.find(b'"usage": null') >= 0:
         data = data.replace(b', "usage": null', b"").replace(b',"usage": null', b"")
     return data
+
 
 
 def usage_from(raw: object) -> Usage | None:
