@@ -39,11 +39,14 @@ class OpenAIEndpoint:
         ctx = scope[CONTEXT] = new_context(scope.get(REQUEST_ID, ""), self.operation, body, headers, started)
         reply = await self.services.current().pipeline.handle(ctx)
         if isinstance(reply, JSONReply):
+            # Taken off the reply: `after` holds the reply, a cycle only the garbage collector
+            # would free (every request's context and body kept until then, and its pauses).
+            after, reply.after = reply.after, None
             try:
                 await send_json(send, reply)
             finally:  # the settle writes, also when the client left before the answer went out
-                if reply.after is not None:
-                    await reply.after()
+                if after is not None:
+                    await after()
         else:
             await send_stream(send, receive, reply)
 
