@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text
-from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, sse_lines
+from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, metrics_show, sse_lines
 
 ALICE, BOB, EVE = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef", "sk-eve-0123456789abcdef"
 MASTER = "sk-master-0123456789abcdef"
@@ -137,7 +137,14 @@ def chat(make_client: Callable[..., openai.OpenAI], gw: GatewayServer, *, key: s
          headers: dict[str, str] | None = None, **extra: Any) -> tuple[Any, dict[str, str]]:
     raw = make_client(gw.url + "/v1", key).chat.completions.with_raw_response.create(
         model=model, messages=extra.pop("messages", MESSAGES), extra_headers=headers, **extra)
+    settled(gw)
     return raw.parse(), dict(raw.headers)
+
+
+def settled(gw: GatewayServer) -> None:
+    """Wait until the gateway has settled every answered call (the settle, which stores the entry
+    with the clock's time, follows the answer): tests move the fake clock between calls."""
+    assert "gateway_in_flight_requests 0.0" in metrics_show(gw.url, "gateway_in_flight_requests 0.0")
 
 
 def stream_chat(make_client: Callable[..., openai.OpenAI], gw: GatewayServer, *, key: str = ALICE,
@@ -153,7 +160,8 @@ def stream_chat(make_client: Callable[..., openai.OpenAI], gw: GatewayServer, *,
                 finish = choice.finish_reason or finish
             if chunk.usage is not None:
                 used = chunk.usage
-        return text, used, finish, dict(raw.headers)
+    settled(gw)
+    return text, used, finish, dict(raw.headers)
 
 
 def test_miss_then_hit_serves_the_exact_stored_bytes(gw: GatewayServer, upstream: FakeUpstream) -> None:
