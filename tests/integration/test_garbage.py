@@ -12,21 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.servers import GatewayServer
+from tests.support.servers import MOCK_CONFIG, GatewayServer
 
-CONFIG = """
-auth: {required: false}
-providers:
-  mock: {type: mock}
-models:
-  m: {deployments: [{provider: mock, model: x}]}
-"""
 REQUESTS = 200
 
 
 @pytest.fixture(scope="module")
 def gw() -> Iterator[GatewayServer]:
-    with GatewayServer(CONFIG) as server:
+    with GatewayServer(MOCK_CONFIG) as server:
         yield server
 
 

@@ -20,6 +20,15 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
 from gateway.server import GatewayHttpProtocol
 
+# The smallest working config: no key needed, one alias `m` on the built-in mock provider.
+MOCK_CONFIG = """
+auth: {required: false}
+providers:
+  mock: {type: mock}
+models:
+  m: {deployments: [{provider: mock, model: x}]}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:

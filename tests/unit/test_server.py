@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.server import CoalescingTransport
-from tests.support.servers import GatewayServer
+from tests.support.servers import MOCK_CONFIG, GatewayServer
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
 
@@ -105,13 +105,6 @@ def test_every_byte_leaves_in_order(writes: list[bytes], turns: set[int]) -> Non
     asyncio.run(run())
 
 
-CONFIG = """
-auth: {required: false}
-providers:
-  mock: {type: mock}
-models:
-  m: {deployments: [{provider: mock, model: x}]}
-"""
 
 
 def _exchange(port: int, raw: bytes, done: Callable[[bytes], bool]) -> bytes:
@@ -142,7 +135,7 @@ def _whole_answers(count: int) -> Callable[[bytes], bool]:
 
 @pytest.fixture(scope="module")
 def gw() -> Any:
-    with GatewayServer(CONFIG) as server:
+    with GatewayServer(MOCK_CONFIG) as server:
         yield server
 
 
