@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -68,24 +68,19 @@ def gw(upstream: FakeUpstream) -> Iterator[GatewayServer]:
         yield server
 
 
-_clients: list[openai.OpenAI] = []
+@pytest.fixture
+def client(make_client: Callable[..., openai.OpenAI], gw: GatewayServer) -> Callable[..., openai.OpenAI]:
+    """SDK clients for this gateway (the app key and /v1 unless told otherwise), closed after the test."""
+
+    def make(key: str = APP_KEY, prefix: str = "/v1") -> openai.OpenAI:
+        return make_client(gw.url + prefix, key)
+
+    return make
 
 
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def client(gw: GatewayServer, key: str = APP_KEY, prefix: str = "/v1") -> openai.OpenAI:
-    sdk = openai.OpenAI(base_url=gw.url + prefix, api_key=key, max_retries=0, timeout=10)
-    _clients.append(sdk)
-    return sdk
-
-
-def test_chat_completion_round_trip(gw: GatewayServer, upstream: FakeUpstream) -> None:
-    raw = client(gw).chat.completions.with_raw_response.create(
+def test_chat_completion_round_trip(gw: GatewayServer, upstream: FakeUpstream,
+                                    client: Callable[..., openai.OpenAI]) -> None:
+    raw = client().chat.completions.with_raw_response.create(
         model="gpt", messages=[{"role": "user", "content": "hello world"}], temperature=0.5,
         extra_body={"vendor_field": {"x": 1}})
     completion = raw.parse()
@@ -105,8 +100,9 @@ def test_chat_completion_round_trip(gw: GatewayServer, upstream: FakeUpstream) -
     assert APP_KEY not in str(sent.headers)
 
 
-def test_streaming_chat_passes_chunks_and_hides_usage_unless_asked(gw: GatewayServer, upstream: FakeUpstream) -> None:
-    chunks = list(client(gw).chat.completions.create(
+def test_streaming_chat_passes_chunks_and_hides_usage_unless_asked(gw: GatewayServer, upstream: FakeUpstream,
+                                                                   client: Callable[..., openai.OpenAI]) -> None:
+    chunks = list(client().chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": "one two three"}], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: one two three"
@@ -115,7 +111,7 @@ def test_streaming_chat_passes_chunks_and_hides_usage_unless_asked(gw: GatewaySe
     # The gateway asked for usage itself (accounting needs it).
     assert upstream.requests[-1].json["stream_options"] == {"include_usage": True}
 
-    with_usage = list(client(gw).chat.completions.create(
+    with_usage = list(client().chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": "a b"}], stream=True,
         stream_options={"include_usage": True}))
     assert with_usage[-1].choices == []
@@ -135,8 +131,9 @@ def test_stream_response_headers(gw: GatewayServer) -> None:
     assert body.endswith(b"data: [DONE]\n\n")
 
 
-def test_completions_and_embeddings(gw: GatewayServer, upstream: FakeUpstream) -> None:
-    c = client(gw)
+def test_completions_and_embeddings(gw: GatewayServer, upstream: FakeUpstream,
+                                    client: Callable[..., openai.OpenAI]) -> None:
+    c = client()
     completion = c.completions.create(model="gpt", prompt="say hi")
     assert completion.choices[0].text == "echo: say hi"
     streamed = list(c.completions.create(model="gpt", prompt="say hi", stream=True))
@@ -147,30 +144,30 @@ def test_completions_and_embeddings(gw: GatewayServer, upstream: FakeUpstream) -
     assert upstream.requests[-1].json["model"] == "gpt-4o-upstream"
 
 
-def test_paths_without_v1_prefix(gw: GatewayServer) -> None:
-    c = client(gw, prefix="")
+def test_paths_without_v1_prefix(gw: GatewayServer, client: Callable[..., openai.OpenAI]) -> None:
+    c = client(prefix="")
     assert c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}]).choices
     assert [m.id for m in c.models.list()] == ["gpt", "other", "unreachable", "slow"]
 
 
-def test_models_lists_what_the_key_may_use(gw: GatewayServer) -> None:
-    assert [m.id for m in client(gw, LIMITED_KEY).models.list()] == ["other"]
-    assert client(gw).models.retrieve("gpt").id == "gpt"
+def test_models_lists_what_the_key_may_use(gw: GatewayServer, client: Callable[..., openai.OpenAI]) -> None:
+    assert [m.id for m in client(LIMITED_KEY).models.list()] == ["other"]
+    assert client().models.retrieve("gpt").id == "gpt"
     with pytest.raises(openai.NotFoundError):
-        client(gw, LIMITED_KEY).models.retrieve("gpt")
+        client(LIMITED_KEY).models.retrieve("gpt")
 
 
-def test_auth_errors(gw: GatewayServer) -> None:
+def test_auth_errors(gw: GatewayServer, client: Callable[..., openai.OpenAI]) -> None:
     missing = httpx.post(gw.url + "/v1/chat/completions",
                          json={"model": "gpt", "messages": [{"role": "user", "content": "x"}]})
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "missing_api_key"
     with pytest.raises(openai.AuthenticationError) as wrong:
-        client(gw, key="sk-wrong-key-abcdefghijklmnop").chat.completions.create(
+        client(key="sk-wrong-key-abcdefghijklmnop").chat.completions.create(
             model="gpt", messages=[{"role": "user", "content": "x"}])
     assert "sk-wrong-key-abcdefghijklmnop" not in str(wrong.value.body)
     with pytest.raises(openai.PermissionDeniedError):
-        client(gw, LIMITED_KEY).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
+        client(LIMITED_KEY).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
 
 
 def test_azure_style_api_key_header(gw: GatewayServer) -> None:
@@ -179,8 +176,8 @@ def test_azure_style_api_key_header(gw: GatewayServer) -> None:
     assert r.status_code == 200
 
 
-def test_request_errors_are_openai_shaped(gw: GatewayServer) -> None:
-    c = client(gw)
+def test_request_errors_are_openai_shaped(gw: GatewayServer, client: Callable[..., openai.OpenAI]) -> None:
+    c = client()
     with pytest.raises(openai.NotFoundError) as unknown:
         c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     assert unknown.value.code == "model_not_found"
@@ -204,8 +201,9 @@ def test_request_errors_are_openai_shaped(gw: GatewayServer) -> None:
     assert httpx.get(gw.url + "/v1/nothing").json()["error"]["code"] == "unknown_url"
 
 
-def test_upstream_errors_pass_through_with_their_status(gw: GatewayServer, upstream: FakeUpstream) -> None:
-    c = client(gw)
+def test_upstream_errors_pass_through_with_their_status(gw: GatewayServer, upstream: FakeUpstream,
+                                                        client: Callable[..., openai.OpenAI]) -> None:
+    c = client()
     # A 429 with Retry-After opens its deployment's circuit (routing cooldowns): it goes to "other".
     cases: list[tuple[Reply, type[openai.APIStatusError], int, str]] = [
         (openai_error(400, "Invalid 'messages[0]': bad"), openai.BadRequestError, 400, "gpt"),
@@ -226,19 +224,21 @@ def test_upstream_errors_pass_through_with_their_status(gw: GatewayServer, upstr
     assert context.value.code == "context_length_exceeded"
 
 
-def test_a_provider_refusing_the_gateways_key_is_a_502(gw: GatewayServer, upstream: FakeUpstream) -> None:
+def test_a_provider_refusing_the_gateways_key_is_a_502(gw: GatewayServer, upstream: FakeUpstream,
+                                                       client: Callable[..., openai.OpenAI]) -> None:
     """Not the client's key problem: a 502 naming the provider, without the provider's text (which
     quotes part of the provider key), so the SDK does not raise AuthenticationError for a good key."""
     upstream.handler = lambda _r: openai_error(401, "Incorrect API key provided: sk-proj-****wxyz.",
                                                code="invalid_api_key")
     with pytest.raises(openai.InternalServerError) as refused:
-        client(gw).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
+        client().chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
     assert (refused.value.status_code, refused.value.code) == (502, "upstream_auth_error")
     assert "sk-proj" not in str(refused.value.body) and "'up'" in refused.value.message
 
 
-def test_connect_error_and_timeout(gw: GatewayServer, upstream: FakeUpstream) -> None:
-    c = client(gw)
+def test_connect_error_and_timeout(gw: GatewayServer, upstream: FakeUpstream,
+                                   client: Callable[..., openai.OpenAI]) -> None:
+    c = client()
     with pytest.raises(openai.APIStatusError) as unreachable:
         c.chat.completions.create(model="unreachable", messages=[{"role": "user", "content": "x"}])
     assert unreachable.value.status_code == 502
@@ -251,14 +251,15 @@ def test_connect_error_and_timeout(gw: GatewayServer, upstream: FakeUpstream) ->
     assert time.monotonic() - started < 1.5
 
 
-def test_failure_after_first_byte_ends_stream_with_error_event(gw: GatewayServer, upstream: FakeUpstream) -> None:
+def test_failure_after_first_byte_ends_stream_with_error_event(gw: GatewayServer, upstream: FakeUpstream,
+                                                               client: Callable[..., openai.OpenAI]) -> None:
     def cut(request: Recorded) -> Reply:
         events = [{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
                    "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in "abc"]
         return Reply(chunks=sse_lines(events), cut_after=2)
 
     upstream.handler = cut
-    stream = client(gw).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}], stream=True)
+    stream = client().chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}], stream=True)
     received = []
     with pytest.raises(openai.APIError):
         for chunk in stream:
