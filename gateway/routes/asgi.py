@@ -125,7 +125,8 @@ async def _pump(send: Any, reply: StreamReply) -> bool:
 async def _end(reply: StreamReply, answered: bool) -> None:
     """After an answer that ended at [DONE], read the provider's stream to its end (at most
     DRAIN_SECONDS): its connection goes back to the pool instead of being dropped, and whatever
-    follows [DONE] is not for a client. Either way the stream then closes and settles."""
+    follows [DONE] is not for a client. Either way the stream is then closed: its `finally` closes
+    the upstream answer and settles."""
     try:
         if answered:
             with contextlib.suppress(TimeoutError):
@@ -133,10 +134,5 @@ async def _end(reply: StreamReply, answered: bool) -> None:
                     async for _ in reply.rest:
                         pass
     finally:
-        await _close(reply)
-
-
-async def _close(reply: StreamReply) -> None:
-    """Close the rest of the stream: its `finally` closes the upstream answer and settles."""
-    with contextlib.suppress(BaseException):
-        await reply.rest.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(BaseException):
+            await reply.rest.aclose()  # type: ignore[attr-defined]
