@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.servers import MOCK_CONFIG, GatewayServer
+from tests.support.servers import MOCK_CONFIG, GatewayServer, read_answer
 
 REQUESTS = 200
 
@@ -33,14 +33,8 @@ def _exchange(sock: socket.socket, request: bytes) -> None:
     """One request and its whole answer, on a plain socket (a client library of our own would add
     garbage of its own to the count)."""
     sock.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, _, _ = read_answer(sock)
     assert head.startswith(b"HTTP/1.1 200 "), head
-    lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-    while (len(rest) < lengths[0]) if lengths else not rest.endswith(b"0\r\n\r\n"):
-        rest += sock.recv(65536)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.tokenize import TokenCounter
 from tests.support.openai_fake import chat_completion, openai_echo
-from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
+from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, read_answer, sse_lines
 
 KEY = "sk-gw-limited-0123456789abcdef"
 MASTER = "sk-master-0123456789abcdef"
@@ -270,18 +270,7 @@ def alternate_connections(port: int, calls: int, stream: bool = False) -> list[i
         for i in range(calls):
             sock = sockets[i % 2]
             sock.sendall(request)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += sock.recv(65536)
-            head, _, rest = data.partition(b"\r\n\r\n")
-            lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")]
-            if lengths:
-                while len(rest) < lengths[0]:
-                    rest += sock.recv(65536)
-            else:  # chunked: to the last chunk
-                while not rest.endswith(b"0\r\n\r\n"):
-                    rest += sock.recv(65536)
+            head, _, _ = read_answer(sock)
             statuses.append(int(head.split(b" ")[1]))
     finally:
         for sock in sockets:

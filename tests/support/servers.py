@@ -30,6 +30,28 @@ models:
 """
 
 
+def read_answer(sock: socket.socket, data: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One whole HTTP/1.1 answer read from `sock` after `data` (bytes already read): framed by
+    Content-Length, or chunked up to its last chunk. (head, body, what came after it)."""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {data!r}"
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    if lengths:
+        while len(rest) < lengths[0]:
+            rest += more()
+        return head, rest[: lengths[0]], rest[lengths[0]:]
+    while not rest.endswith(b"0\r\n\r\n"):
+        rest += more()
+    return head, rest, b""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
