@@ -40,6 +40,14 @@ async def on_fakeredis(store: RedisStore, server: fakeredis.FakeServer | None = 
     return store
 
 
+async def discard(store: RedisStore) -> None:
+    """Delete every key under the store's prefix, then close it."""
+    keys = [k async for k in store.client.scan_iter(match=store.prefix + ":*", count=500)]
+    if keys:
+        await store.client.delete(*keys)
+    await store.close()
+
+
 @asynccontextmanager
 async def open_store(kind: str, url: str = REAL_REDIS) -> AsyncIterator[Any]:
     """`url`: the Redis to use for the "redis" and "cluster" kinds."""
@@ -57,10 +65,7 @@ async def open_store(kind: str, url: str = REAL_REDIS) -> AsyncIterator[Any]:
     try:
         yield store
     finally:
-        keys = [k async for k in store.client.scan_iter(match=store.prefix + ":*", count=500)]
-        if keys:
-            await store.client.delete(*keys)
-        await store.close()
+        await discard(store)
 
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Any]]

@@ -12,7 +12,7 @@ import pytest
 from gateway.store import Store, StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from tests.contract.stores import on_fakeredis
+from tests.contract.stores import discard, on_fakeredis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -41,10 +41,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     try:
         yield redis_store
     finally:
-        keys = [k async for k in redis_store.client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await redis_store.client.delete(*keys)
-        await redis_store.close()
+        await discard(redis_store)
 
 
 async def test_budget_reserve_refuses_what_does_not_fit(store: Store) -> None:

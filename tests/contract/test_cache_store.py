@@ -8,13 +8,12 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.cache.keys import entry_key, lock_key, purge_pattern
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from tests.contract.stores import on_fakeredis
+from tests.contract.stores import discard, on_fakeredis
 
 REAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -43,11 +42,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     try:
         yield redis_store
     finally:
-        client: aioredis.Redis = redis_store.client
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await redis_store.close()
+        await discard(redis_store)
 
 
 def keys(store: Any, digest: str = "d1", alias: str = "a1", scope: str = "k1") -> tuple[str, str]:

@@ -18,7 +18,7 @@ from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.routing import Observation, apply_observation, empty
-from tests.contract.stores import on_fakeredis
+from tests.contract.stores import discard, on_fakeredis
 
 pytestmark = pytest.mark.asyncio
 
@@ -52,10 +52,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         url = "redis://127.0.0.1:6379/0"
     s = RedisStore(url, timeout=1.0, key_prefix=prefix)
     yield s
-    keys = [k async for k in s.client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await s.client.delete(*keys)
-    await s.close()
+    await discard(s)
 
 
 def obs(dep: str, now: float, *, ok: bool = True, lat: float = -1.0, ttft: float = -1.0,

@@ -13,6 +13,7 @@ import pytest
 from gateway.errors import StoreUnavailableError
 from gateway.store import StoreOp
 from gateway.store.redis import RedisStore
+from tests.contract.stores import discard
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -30,10 +31,7 @@ async def store() -> AsyncIterator[RedisStore]:
     try:
         yield redis_store
     finally:
-        keys = [k async for k in redis_store.client.scan_iter(match=f"{redis_store.prefix}:*")]
-        if keys:
-            await redis_store.client.delete(*keys)
-        await redis_store.close()
+        await discard(redis_store)
 
 
 def writes(call: str, n: int) -> list[StoreOp]:
