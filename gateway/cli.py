@@ -7,27 +7,30 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 
 from gateway.config import ConfigError, default_config_path, load_config
+
+
+def _print_problems(lead: str, problems: Sequence[str], *, what: str = "", field: str = "") -> None:
+    """`lead: N problem(s)what` on stderr, then each problem on a line of its own (after `field`)."""
+    print(f"{lead}: {len(problems)} problem(s){what}", file=sys.stderr)
+    for problem in problems:
+        print(f"  {field}{problem}", file=sys.stderr)
 
 
 def _check(path: str) -> int:
     try:
         config = load_config(path)
     except ConfigError as error:
-        print(f"{path}: {len(error.problems)} problem(s)", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(path, error.problems)
         return 1
     from gateway.accounting.prices import PriceError, load_prices
 
     try:
         prices = load_prices(config.accounting.prices_file)
     except PriceError as error:
-        problems = str(error).splitlines()
-        print(f"{path}: {len(problems)} problem(s) in the price table", file=sys.stderr)
-        for problem in problems:
-            print(f"  accounting.prices_file: {problem}", file=sys.stderr)
+        _print_problems(path, str(error).splitlines(), what=" in the price table", field="accounting.prices_file: ")
         return 1
     print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} model aliases, "
           f"{len(config.auth.keys)} keys, {sum(len(m) for m in prices.values())} prices, config {config.digest()})")
@@ -44,9 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
     except ConfigError as error:
-        print(f"{path}: the gateway cannot start: {len(error.problems)} problem(s)", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(f"{path}: the gateway cannot start", error.problems)
         return 2
     level = args.log_level or os.environ.get("GATEWAY_LOG_LEVEL")
     fmt = args.log_format or os.environ.get("GATEWAY_LOG_FORMAT")
