@@ -240,7 +240,7 @@ class Pipeline:
             await self.store.run_batch(ops)
             self.metrics.child(self.metrics.store_seconds, "settle").observe(time.perf_counter() - began)
         except Exception as exc:
-            self.metrics.store_errors.labels("settle").inc()
+            self.metrics.child(self.metrics.store_errors, "settle").inc()
             for stage, stage_ops in batches:
                 if stage_ops:
                     stage.settle_failed(ctx, stage_ops, exc)

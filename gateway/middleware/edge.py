@@ -37,6 +37,7 @@ class EdgeMiddleware:
         self.fast_paths = dict(fast_paths or {})
         self.access_log = access_log or AccessLog(enabled=False)  # --- observability ---
         self.metrics = metrics
+        self.in_flight = metrics.child(metrics.in_flight) if metrics is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,9 +59,9 @@ class EdgeMiddleware:
 
         endpoint = self.fast_paths.get(scope["path"])
         began = time.perf_counter()
-        metrics = self.metrics if endpoint is not None else None  # --- observability ---
-        if metrics is not None:
-            metrics.in_flight.inc()
+        in_flight = self.in_flight if endpoint is not None else None  # --- observability ---
+        if in_flight is not None:
+            in_flight.inc()
         error: GatewayError | None = None
         try:
             if endpoint is not None:
@@ -79,8 +80,8 @@ class EdgeMiddleware:
             if not started:
                 await send_error(send, error, request_id)
         finally:
-            if metrics is not None:
-                metrics.in_flight.dec()
+            if in_flight is not None:
+                in_flight.dec()
         if endpoint is not None:
             self._observed(scope, request_id, began, status or (error.http_status if error else 500), error)
 

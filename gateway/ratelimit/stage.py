@@ -77,7 +77,7 @@ class FailureReporter:
         self._suppressed = 0
 
     def report(self, operation: str, error: Exception) -> None:
-        self.metrics.ratelimit_store_failures.labels(operation, self.policy).inc()
+        self.metrics.child(self.metrics.ratelimit_store_failures, operation, self.policy).inc()
         now = self.clock()
         if now < self._next_log:
             self._suppressed += 1
@@ -176,7 +176,7 @@ class RateLimiter:
         scope = scopes[refusal.index]
         limit = scope.values[("requests", "tokens", "concurrency", "requests_per_day",
                               "tokens_per_day").index(refusal.limit)]
-        self.metrics.ratelimit_rejections.labels(SCOPE_KINDS[scope.id[0]], refusal.limit).inc()
+        self.metrics.child(self.metrics.ratelimit_rejections, SCOPE_KINDS[scope.id[0]], refusal.limit).inc()
         if refusal.retry_after_ms < 0:
             retry = WINDOW_MS // 1000
             message = (f"Request too large for the {scope.label}: it reserves {tokens} tokens, the limit is "

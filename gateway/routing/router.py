@@ -172,7 +172,7 @@ class Router:
             seen.add(alias)
             r = self.table.routes[alias]
             if alias != ctx.alias and self.metrics is not None:
-                self.metrics.fallbacks.labels(ctx.alias, alias, reason).inc()
+                self.metrics.child(self.metrics.fallbacks, ctx.alias, alias, reason).inc()
             try:
                 result = await self._alias_attempts(ctx, r, stream, deadline, records, last_alias=i == len(chain))
             except _NextAlias as nxt:
@@ -233,7 +233,7 @@ class Router:
                 if pause > 0:
                     await asyncio.sleep(pause)
             if ctx.attempts and self.metrics is not None:
-                self.metrics.retries.labels(ctx.alias).inc()
+                self.metrics.child(self.metrics.retries, ctx.alias).inc()
             tried.add(target.id)
             hedge = self._hedge_partner(route, target, order, stream)
             try:
@@ -309,7 +309,7 @@ class Router:
         if not done and await health.may_send(self.stats, second.id, self.stats.clock()):
             tasks[asyncio.ensure_future(self._counted(ctx, route, second, stream, deadline))] = second
             if self.metrics is not None:
-                self.metrics.hedges.labels(ctx.alias, "started").inc()
+                self.metrics.child(self.metrics.hedges, ctx.alias, "started").inc()
         pending = set(tasks)
         error: GatewayError | None = None
         try:
@@ -323,7 +323,7 @@ class Router:
                         if stream:
                             ctx.route_held = winner.id  # the stage releases it when the stream settles
                         if winner is second and self.metrics is not None:
-                            self.metrics.hedges.labels(ctx.alias, "won").inc()
+                            self.metrics.child(self.metrics.hedges, ctx.alias, "won").inc()
                         for other in pending:
                             ctx.cancelled_attempts.append(tasks[other].id)
                         for extra in done - {task}:  # both answered at once: close the other

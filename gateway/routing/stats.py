@@ -96,7 +96,7 @@ class RoutingStats:
 
     def store_failed(self, operation: str, exc: Exception) -> None:
         if self.metrics is not None:
-            self.metrics.store_errors.labels(operation).inc()
+            self.metrics.child(self.metrics.store_errors, operation).inc()
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY:
             self._last_log = now

@@ -104,8 +104,7 @@ class AccountingStage:
         self.reserve_completion_tokens = reserve_completion_tokens
         self.clock = clock
         self._dims: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
-        # Metric children per (alias, deployment), and the deployments already logged as unpriced.
-        self._cost_children: dict[tuple[str, str], Any] = {}
+        # The deployments already logged as unpriced.
         self._unpriced_logged: set[tuple[str, str]] = set()
 
     # admit -------------------------------------------------------------------------------------
@@ -121,14 +120,14 @@ class AccountingStage:
         try:
             refused = await self.store.budget_reserve(tag, counters, [r.limit_micro for r in rules], amount, ttl)
         except StoreUnavailableError:
-            self.metrics.store_errors.labels("budget").inc()
+            self.metrics.child(self.metrics.store_errors, "budget").inc()
             if self.fail_closed:
                 raise
             ctx.accounting = _State(Hold(tag, counters, 0, ttl))  # fail open: reconcile adds the real cost
             return None
         if refused:
             rule = rules[refused - 1]
-            self.metrics.budget_rejections.labels(rule.scope).inc()
+            self.metrics.child(self.metrics.budget_rejections, rule.scope).inc()
             raise BudgetExceededError(_refusal(rule))
         ctx.accounting = _State(Hold(tag, counters, amount, ttl))
         return None
@@ -236,9 +235,9 @@ class AccountingStage:
 
     def _observe_hedge(self, alias: str, deployment: str, cost: int | None) -> None:
         if cost is None:
-            self.metrics.unpriced_calls.labels(alias, deployment).inc()
+            self.metrics.child(self.metrics.unpriced_calls, alias, deployment).inc()
         elif cost:
-            self.metrics.cost_usd.labels(alias, deployment).inc(cost / 1_000_000)
+            self.metrics.child(self.metrics.cost_usd, alias, deployment).inc(cost / 1_000_000)
 
     def _usage(self, ctx: RequestContext, reply: Reply | None) -> Usage:
         usage = ctx.usage
@@ -258,7 +257,7 @@ class AccountingStage:
             text = text_of_body(reply.body)
         counted = estimate_usage(self.tokens, ctx.operation.value, ctx.body, _model_hint(ctx), text, usage)
         ctx.usage = counted  # the pipeline's token metrics count it too
-        self.metrics.estimated_usage.labels(ctx.alias).inc()
+        self.metrics.child(self.metrics.estimated_usage, ctx.alias).inc()
         return counted
 
     def _observe(self, ctx: RequestContext, usage: Usage, cost: int | None, saved: int) -> None:
@@ -266,27 +265,24 @@ class AccountingStage:
         deployment = ctx.deployment or ""
         labels = (ctx.alias, deployment)
         if cost is None:
-            m.unpriced_calls.labels(*labels).inc()
+            m.child(m.unpriced_calls, *labels).inc()
             if labels not in self._unpriced_logged:  # once per deployment and config; the metric counts
                 self._unpriced_logged.add(labels)
                 log.warning("call cost unknown: no price for the deployment",
                             extra={"fields": {"alias": ctx.alias, "deployment": deployment,
                                               "request_id": ctx.request_id}})
         elif cost:
-            child = self._cost_children.get(labels)
-            if child is None:
-                child = self._cost_children[labels] = m.cost_usd.labels(*labels)
-            child.inc(cost / 1_000_000)
+            m.child(m.cost_usd, *labels).inc(cost / 1_000_000)
             # --- observability ---
             m.child(m.team_cost_usd, *m.principal_labels(ctx.principal.name, ctx.principal.team)).inc(
                 cost / 1_000_000)
             # --- end observability ---
         if saved:
-            m.cache_saved_usd.labels(ctx.alias).inc(saved / 1_000_000)
+            m.child(m.cache_saved_usd, ctx.alias).inc(saved / 1_000_000)
         if usage.cached_tokens and deployment:
-            m.tokens.labels(ctx.alias, deployment, "cached").inc(usage.cached_tokens)
+            m.child(m.tokens, ctx.alias, deployment, "cached").inc(usage.cached_tokens)
         if usage.cache_write_tokens and deployment:
-            m.tokens.labels(ctx.alias, deployment, "cache_write").inc(usage.cache_write_tokens)
+            m.child(m.tokens, ctx.alias, deployment, "cache_write").inc(usage.cache_write_tokens)
 
     # streams -----------------------------------------------------------------------------------
     def annotate_stream(self, ctx: RequestContext, usage: Usage | None, out: bytes) -> bytes:

@@ -81,7 +81,7 @@ class CacheStage:
         key = (family, alias, label)
         child = self._counters.get(key)
         if child is None:
-            child = self._counters[key] = getattr(self.metrics, family).labels(alias, label)
+            child = self._counters[key] = self.metrics.child(getattr(self.metrics, family), alias, label)
         child.inc(amount)
 
     # --- admit ---------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ class CacheStage:
 
     def _trouble(self, ctx: RequestContext, what: str, exc: Exception) -> None:
         self._count("cache_lookups", ctx.alias, "error")
-        self.metrics.store_errors.labels("cache").inc()
+        self.metrics.child(self.metrics.store_errors, "cache").inc()
         ctx.response_headers["x-gateway-cache"] = "BYPASS"
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY:

@@ -98,7 +98,8 @@ async def test_admit_sets_headers_and_refuses_with_retry_after() -> None:
     assert error.http_status == 429 and error.code == "rate_limit_exceeded"
     assert error.headers["retry-after"] == "44"  # 60 - 16.5, rounded up
     assert "key 'app'" in error.message and "requests per minute" in error.message
-    assert metrics.ratelimit_rejections.labels("key", "requests")._value.get() == 1
+    assert metrics.registry.get_sample_value("gateway_ratelimit_rejections_total",
+                                             {"scope": "key", "limit": "requests"}) == 1
 
 
 async def test_settle_reconciles_with_usage_and_releases() -> None:
@@ -145,7 +146,8 @@ async def test_fail_open_admits_and_fail_closed_refuses(caplog: pytest.LogCaptur
         await RateLimitStage(lim).admit(c)
         await RateLimitStage(lim).admit(ctx())
     assert c.ratelimit.admit is None and lim.settle_ops(c) == []
-    assert metrics.ratelimit_store_failures.labels("reserve", "fail_open")._value.get() == 2
+    assert metrics.registry.get_sample_value("gateway_ratelimit_store_failures_total",
+                                             {"operation": "reserve", "policy": "fail_open"}) == 2
     assert len([r for r in caplog.records if "unavailable" in r.message]) == 1  # rate-limited log
     closed, _, _ = limiter("fail_closed", DownStore())
     with pytest.raises(StoreUnavailableError):
