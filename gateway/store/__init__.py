@@ -10,17 +10,18 @@ settle step: reconciling limits, spend, statistics, the usage log) are collected
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOp:
+class StoreOp(NamedTuple):
     """One queued write: `name` selects the store's implementation, `args` are its arguments.
 
     `once` (request id, write id within the request) names a write that may be sent again (the
     accounting retry queue): a store that cannot tell whether an earlier attempt applied (Redis with
-    `replica_acks`, see store/redis.py) applies it at most once."""
+    `replica_acks`, see store/redis.py) applies it at most once.
+
+    A named tuple, not a frozen dataclass: every settle builds a few, and a frozen dataclass sets
+    each field through object.__setattr__."""
 
     name: str
     args: tuple[Any, ...] = ()

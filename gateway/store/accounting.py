@@ -207,9 +207,15 @@ class MemoryAccountingOps:
 
     def op_spend_add(self, day: str, ttl: int, dims: Sequence[str], metrics: Sequence[tuple[str, int]]) -> int:
         spend = self._acct()[1].setdefault(day, {})
+        names = self.__dict__.setdefault("_spend_names", {})  # (dims, metric) → the hash fields
+        dims = dims if isinstance(dims, tuple) else tuple(dims)
         for metric, value in metrics:
-            for dim in dims:
-                name = f"{dim}|{metric}"
+            fields = names.get((dims, metric))
+            if fields is None:
+                if len(names) > 10_000:  # dims come from the config and the callers: stay bounded
+                    names.clear()
+                fields = names[(dims, metric)] = tuple(f"{dim}|{metric}" for dim in dims)
+            for name in fields:
                 spend[name] = spend.get(name, 0) + value
         return 0
 
