@@ -88,7 +88,9 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     stages.append(RoutingStage(table, stats))  # last: runs only when no other stage answered
     # --- end routing ---
     pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),
-                        stream_usage_hook=accounting.annotate_stream)
+                        stream_usage_hook=accounting.annotate_stream,
+                        # Deferred work runs one item at a time: for writes that never wait (see IdleWork).
+                        idle=services.idle if services.store.in_process else None)
     return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
 
 

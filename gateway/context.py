@@ -88,6 +88,9 @@ class RequestContext:
     # next call will check (a concurrency slot, reserved tokens, a budget reservation) sets this: its
     # settle is written before the answer, so that call sees it on any replica or worker.
     settle_before_reply: bool = False
+    # A later call reads this call's settle writes (a cache entry, its single-flight lock): they go
+    # out just after the answer, not when the gateway next waits on a provider (see tasks.IdleWork).
+    settle_promptly: bool = False
     # --- routing ---
     # The alias that served, when a fallback did (else None).
     served_alias: str | None = None

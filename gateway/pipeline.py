@@ -32,6 +32,7 @@ from gateway.metrics import Metrics
 from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation
 from gateway.store import Store, StoreOp
+from gateway.tasks import IdleWork
 
 log = get_logger("pipeline")
 
@@ -87,13 +88,17 @@ class Stage(Protocol):
 
 class Pipeline:
     def __init__(self, auth: Authenticator, router: Router, metrics: Metrics, store: Store,
-                 stages: tuple[Stage, ...] = (), stream_usage_hook: StreamUsageHook | None = None) -> None:
+                 stages: tuple[Stage, ...] = (), stream_usage_hook: StreamUsageHook | None = None,
+                 idle: IdleWork | None = None) -> None:
         self.auth = auth
         self.router = router
         self.metrics = metrics
         self.store = store
         self.stages = stages
         self.stream_usage_hook = stream_usage_hook
+        # Where settles that no later call reads wait for the gateway's next wait on a provider;
+        # None: every settle follows its answer at once.
+        self.idle = idle
         self._writes: set[asyncio.Task[None]] = set()
         # Stages whose settle adds headers to a JSON answer say so with an `annotate(ctx, reply)`:
         # called before the send when the settle itself follows the send.
@@ -114,6 +119,8 @@ class Pipeline:
                 admitted.append(stage)
                 if reply is not None:
                     return reply
+            if self.idle is not None:
+                self.idle.soon()  # this call is about to wait on its provider: earlier calls settle then
             if ctx.stream:
                 opened = await self.router.open_stream(ctx)
                 first = self._stream_out(ctx, opened, opened.first)
@@ -139,8 +146,13 @@ class Pipeline:
                 # Settled after the send: the stages' writes, the records they build and the metrics.
                 # Only the headers a settle gives the answer (the call's cost) are set now. Only on
                 # an ordered store (see Store.ordered): through redis-py's pool a later call's read
-                # (budget, cache lookup, limits) could reach Redis before this write.
-                reply.after = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
+                # (budget, cache lookup, limits) could reach Redis before this write. When no later
+                # call reads them, they wait for the gateway's next wait on a provider instead.
+                settle = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
+                if self.idle is not None and not ctx.settle_promptly:
+                    self.idle.defer(settle)
+                else:
+                    reply.after = settle
                 self._annotate(ctx, admitted, reply)
             elif admitted:
                 await self._settle(ctx, tuple(admitted), reply, error)

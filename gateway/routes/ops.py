@@ -48,6 +48,7 @@ class MetricsEndpoint:
         self.services = services
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.services.idle.drain()  # calls answered before this scrape are counted in it
         payload = self.services.metrics.exposition()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", CONTENT_TYPE.encode()),

@@ -168,7 +168,8 @@ class AccountingStage:
     def annotate(self, ctx: RequestContext, reply: JSONReply) -> None:
         """The cost header, for an answer sent before its settle (the pipeline calls this first)."""
         if reply.status == 200 and (ctx.attempts > 0 or ctx.cache_hit):
-            reply.headers[COST_HEADER] = format_usd(self._priced(ctx, reply)[1])
+            cost = ctx.cost_micro_usd = self._priced(ctx, reply)[1]  # the access log's too: it may precede the settle
+            reply.headers[COST_HEADER] = format_usd(cost)
 
     def _priced(self, ctx: RequestContext, reply: Reply | None) -> tuple[Usage, int | None, int]:
         """(usage, cost, saved) of the call, in micro-USD. Called twice for one answer it gives the

@@ -1,0 +1,89 @@
+"""Settles left for the gateway's next wait on a provider (tasks.IdleWork), through the real app under
+uvicorn on the embedded store: a call's usage record, spend and metrics are written while a later
+call waits on its provider, or shortly after the answer when none comes; everything that reads them
+(/metrics, the admin reads, shutdown) sees every call answered before it; and a call whose settle a
+later call reads (a cache entry) settles at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from gateway.tasks import IdleWork
+from tests.support.servers import GatewayServer
+
+MASTER = "sk-master-0123456789abcdef"
+CONFIG = f"""
+auth: {{required: false, master_key: {MASTER}}}
+providers:
+  mock: {{type: mock, latency: 20ms}}  # each call waits on its provider, as a real one does
+models:
+  m: {{deployments: [{{provider: mock, model: echo, price: {{input: 1, output: 1}}}}]}}
+  memo:
+    deployments: [{{provider: mock, model: echo}}]
+    cache: {{ttl: 1h}}
+"""
+ADMIN = {"authorization": f"Bearer {MASTER}"}
+
+
+def call(client: httpx.Client, model: str = "m", text: str = "hi") -> httpx.Response:
+    answer = client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": text}]})
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def served(client: httpx.Client) -> float:
+    text = client.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("gateway_requests_total{") and 'alias="m"' in line)
+
+
+def patient(delay: float = 60.0) -> GatewayServer:
+    """A gateway whose deferred settles wait `delay` s for a call to come (the timer's part)."""
+    server = GatewayServer(CONFIG)
+    server.services.idle = IdleWork(delay=delay)  # before startup: the pipeline takes it then
+    return server
+
+
+def test_a_settle_runs_while_the_next_call_waits_and_every_read_sees_it() -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        call(client)
+        assert len(gw.services.idle) == 1  # answered, its settle left for the next wait
+        call(client)
+        assert len(gw.services.idle) == 1  # the first settled while the second waited on its provider
+        assert served(client) == 2  # the scrape ran the second's settle first
+        assert len(gw.services.idle) == 0
+        call(client, text="third")
+        usage = client.get("/admin/usage?since=0&limit=100", headers=ADMIN).json()["records"]
+        assert [r["status"] for r in usage] == [200, 200, 200]
+        spend = client.get("/admin/spend?by=alias", headers=ADMIN).json()
+        assert "m" in str(spend) and len(gw.services.idle) == 0
+
+
+def test_without_another_call_a_settle_runs_moments_after_the_answer() -> None:
+    with patient(delay=0.05) as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        call(client)
+        deadline = time.monotonic() + 5
+        while len(gw.services.idle):
+            assert time.monotonic() < deadline, "the deferred settle never ran"
+            time.sleep(0.01)
+        records = asyncio.run(gw.services.store.usage_read(0, 2**62, 10))
+        assert len(records) == 1 and records[0]["alias"] == "m"
+
+
+def test_a_cached_call_settles_at_once_so_the_same_call_next_is_a_hit() -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        first = call(client, "memo", "same question")
+        assert first.headers["x-gateway-cache"] == "MISS" and len(gw.services.idle) == 0
+        assert call(client, "memo", "same question").headers["x-gateway-cache"] == "HIT"
+
+
+def test_shutdown_writes_what_was_left_for_later() -> None:
+    gw = patient()
+    with gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        call(client)
+        assert len(gw.services.idle) == 1
+    records = asyncio.run(gw.services.store.usage_read(0, 2**62, 10))
+    assert len(records) == 1 and len(gw.services.idle) == 0
