@@ -21,7 +21,7 @@ from gateway.auth import Authenticator
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
-from gateway.metrics import Metrics, mark_process_dead
+from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
 from gateway.middleware.edge import EdgeMiddleware
 from gateway.ops.access_log import AccessLog
 from gateway.ops.monitor import Monitor
@@ -90,7 +90,8 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),
                         stream_usage_hook=accounting.annotate_stream,
                         # Deferred work runs one item at a time: for writes that never wait (see IdleWork).
-                        idle=services.idle if services.store.in_process else None)
+                        # Several workers: another one's scrape cannot drain this one's, so none is deferred.
+                        idle=services.idle if services.store.in_process and not multiprocess_mode() else None)
     return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
 
 
