@@ -198,7 +198,10 @@ class Pipeline:
             ctx.stream_complete = opened.translator.done and error is None
             if error is not None:
                 ctx.status, ctx.error_type = 502 if error.http_status < 500 else error.http_status, error.error_type
-            await self._settle(ctx, stages, None, error, shield=True)
+            if self.idle is not None and not ctx.settle_promptly and not ctx.settle_before_reply:
+                self.idle.defer(functools.partial(self._settle, ctx, stages, None, error))  # see handle
+            else:
+                await self._settle(ctx, stages, None, error, shield=True)
 
     def _stream_out(self, ctx: RequestContext, opened: OpenStream, out: bytes) -> bytes:
         """Bytes on their way to the client: kept as they came when a stage captures the stream, then

@@ -62,6 +62,22 @@ def test_a_settle_runs_while_the_next_call_waits_and_every_read_sees_it() -> Non
         assert "m" in str(spend) and len(gw.services.idle) == 0
 
 
+def test_a_streamed_call_settles_the_same_way() -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with client.stream("POST", "/v1/chat/completions", json=body) as answer:
+            assert answer.status_code == 200
+            assert list(answer.iter_lines())[-2:] == ["data: [DONE]", ""]
+        deadline = time.monotonic() + 5
+        while len(gw.services.idle) != 1:  # the stream settles once the provider's end has been read
+            assert time.monotonic() < deadline, "the stream's settle was not deferred"
+            time.sleep(0.01)
+        call(client)
+        assert len(gw.services.idle) == 1 and served(client) == 2 and len(gw.services.idle) == 0
+        usage = client.get("/admin/usage?since=0&limit=100", headers=ADMIN).json()["records"]
+        assert sorted(r["stream"] for r in usage) == [False, True]
+
+
 def test_without_another_call_a_settle_runs_moments_after_the_answer() -> None:
     with patient(delay=0.05) as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
         call(client)
