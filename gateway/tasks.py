@@ -64,8 +64,10 @@ class IdleWork:
 
     def defer(self, work: Callable[[], Awaitable[None]]) -> None:
         self._pending.append(work)
-        if self._timer is None and self._runner is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._start)
+        # One timer at a time, left to fire even when a caller's wait ran the work first: arming and
+        # cancelling one per request cost more than the timer's rare empty turn.
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._on_timer)
 
     def soon(self) -> None:
         """The caller is about to wait: what is pending runs as soon as it does."""
@@ -79,10 +81,11 @@ class IdleWork:
         if runner is not None:
             await asyncio.shield(runner)
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._start()
+
     def _start(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._runner is None and self._pending:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="idle-work")
 
