@@ -156,15 +156,15 @@ async def _reload(services: Services) -> tuple[bool, list[str], str]:
         config = load_config(services.config_path)
         runtime = await apply_config(services, config)
     except ConfigError as error:
-        services.metrics.config_reloads.labels("failure").inc()
+        services.metrics.child(services.metrics.config_reloads, "failure").inc()
         for problem in error.problems:
             log.error("config reload refused", extra={"fields": {"problem": problem}})
         return False, error.problems, current.digest
     except Exception as exc:  # --- observability: a fault while building still keeps the running config ---
-        services.metrics.config_reloads.labels("failure").inc()
+        services.metrics.child(services.metrics.config_reloads, "failure").inc()
         log.exception("config reload failed", extra={"fields": {"error": type(exc).__name__}})
         return False, [f"<config>: the gateway could not apply the config ({type(exc).__name__})"], current.digest
-    services.metrics.config_reloads.labels("success").inc()
+    services.metrics.child(services.metrics.config_reloads, "success").inc()
     log.info("config reloaded", extra={"fields": {"config": runtime.digest}})
     return True, [], runtime.digest
 
@@ -248,7 +248,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     metrics = metrics or Metrics()
     estimated = metrics.estimated_tokens
     services = Services(metrics=metrics, pool=UpstreamPool(), config_path=config_path,
-                        tokens=TokenCounter(on_estimate=lambda name: estimated.labels(name).inc()),
+                        tokens=TokenCounter(on_estimate=lambda name: metrics.child(estimated, name).inc()),
                         max_body_bytes=config.server.max_body_bytes)
 
     @contextlib.asynccontextmanager

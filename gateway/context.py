@@ -91,6 +91,8 @@ class RequestContext:
     # A later call reads this call's settle writes (a cache entry, its single-flight lock): they go
     # out just after the answer, not when the gateway next waits on a provider (see tasks.IdleWork).
     settle_promptly: bool = False
+    # When the answer was done (perf_counter), for a settle that runs later (see tasks.IdleWork).
+    finished_at: float | None = None
     # --- routing ---
     # The alias that served, when a fallback did (else None).
     served_alias: str | None = None

@@ -100,9 +100,10 @@ class Pipeline:
         # None: every settle follows its answer at once.
         self.idle = idle
         self._writes: set[asyncio.Task[None]] = set()
-        # Stages whose settle adds headers to a JSON answer say so with an `annotate(ctx, reply)`:
-        # called before the send when the settle itself follows the send.
-        self._annotators: dict[str, Callable[[RequestContext, JSONReply], None]] = {
+        # Stages whose settle gives the answer something (a JSON answer's cost header, the call's cost
+        # for the access log, a stream's release of its deployment) do that part in an
+        # `annotate(ctx, reply, error)`, called when the answer is ready if the settle itself waits.
+        self._annotators: dict[str, Callable[[RequestContext, JSONReply | None, GatewayError | None], None]] = {
             stage.name: stage.annotate for stage in stages if hasattr(stage, "annotate")}
 
     async def handle(self, ctx: RequestContext) -> Reply:
@@ -148,23 +149,25 @@ class Pipeline:
                 # an ordered store (see Store.ordered): through redis-py's pool a later call's read
                 # (budget, cache lookup, limits) could reach Redis before this write. When no later
                 # call reads them, they wait for the gateway's next wait on a provider instead.
+                ctx.finished_at = time.perf_counter()  # the metrics' and usage record's end of the call
                 settle = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
                 if self.idle is not None and not ctx.settle_promptly:
                     self.idle.defer(settle)
                 else:
                     reply.after = settle
-                self._annotate(ctx, admitted, reply)
+                self._annotate(ctx, admitted, reply, None)
             elif admitted:
                 await self._settle(ctx, tuple(admitted), reply, error)
             elif not ctx.stream or error is not None:
                 self._observe(ctx)
 
-    def _annotate(self, ctx: RequestContext, stages: list[Stage], reply: JSONReply) -> None:
+    def _annotate(self, ctx: RequestContext, stages: Sequence[Stage], reply: JSONReply | None,
+                  error: GatewayError | None) -> None:
         for stage in stages:
             annotate = self._annotators.get(stage.name)
             if annotate is not None:
                 try:
-                    annotate(ctx, reply)
+                    annotate(ctx, reply, error)
                 except Exception:  # like settle: never fail a request that already has its answer
                     log.exception("annotate failed", extra={"fields": {"request_id": ctx.request_id,
                                                                       "stage": stage.name}})
@@ -199,7 +202,9 @@ class Pipeline:
             if error is not None:
                 ctx.status, ctx.error_type = 502 if error.http_status < 500 else error.http_status, error.error_type
             if self.idle is not None and not ctx.settle_promptly and not ctx.settle_before_reply:
-                self.idle.defer(functools.partial(self._settle, ctx, stages, None, error))  # see handle
+                ctx.finished_at = time.perf_counter()  # see handle
+                self._annotate(ctx, stages, None, error)
+                self.idle.defer(functools.partial(self._settle, ctx, stages, None, error))
             else:
                 await self._settle(ctx, stages, None, error, shield=True)
 
@@ -269,7 +274,7 @@ class Pipeline:
 
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
-        now = time.perf_counter()
+        now = ctx.finished_at or time.perf_counter()  # a settle that waited (see handle) ended the call earlier
         m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status)
         m.child(m.request_seconds, ctx.alias, "true" if ctx.stream else "false").observe(now - ctx.started)
         if ctx.first_byte_at is not None:

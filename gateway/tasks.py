@@ -80,12 +80,17 @@ class IdleWork:
         runner = self._runner
         if runner is not None:
             await asyncio.shield(runner)
+        if self._timer is not None and not self._pending:  # (a later event loop arms its own)
+            self._timer.cancel()
+            self._timer = None
 
     def _on_timer(self) -> None:
         self._timer = None
         self._start()
 
     def _start(self) -> None:
+        if self._runner is not None and self._runner.done():  # cancelled before it ever ran
+            self._runner = None
         if self._runner is None and self._pending:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="idle-work")
 

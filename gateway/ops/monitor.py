@@ -43,7 +43,7 @@ class Monitor:
         try:
             rows = await queries.budgets(self.store, config.auth)
         except Exception as exc:
-            m.store_errors.labels("budget_read").inc()
+            m.child(m.store_errors, "budget_read").inc()
             log.warning("budget gauges not refreshed", extra={"fields": {"error": type(exc).__name__}})
             return
         seen: set[tuple[str, str, str]] = set()

@@ -127,7 +127,7 @@ class KeyRegistry:
             try:
                 await self.refresh()
             except Exception as exc:  # the store is down: keep the last snapshot
-                self.metrics.ratelimit_store_failures.labels("keys_refresh", "keep_snapshot").inc()
+                self.metrics.child(self.metrics.ratelimit_store_failures, "keys_refresh", "keep_snapshot").inc()
                 now = time.monotonic()
                 if now >= self._next_log:
                     self._next_log = now + 10.0

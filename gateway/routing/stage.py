@@ -46,7 +46,15 @@ class RoutingStage:
             await self.stats.refresh(ctx.alias, ids)
         return None
 
+    def annotate(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> None:
+        """A stream's end, when its settle waits: the deployment is free for the next call's choice."""
+        self._release(ctx, error)
+
     def settle(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> Sequence[StoreOp]:
+        self._release(ctx, error)
+        return self.stats.settle_ops(ctx)
+
+    def _release(self, ctx: RequestContext, error: GatewayError | None) -> None:
         held = ctx.route_held
         if held is not None:
             ctx.route_held = None
@@ -55,7 +63,6 @@ class RoutingStage:
                 route = self.table.get(ctx.served_alias or ctx.alias)
                 if route is not None:  # the stream failed after its first byte
                     self.stats.observe(ctx, ctx.deployment, route.config, ok=False)
-        return self.stats.settle_ops(ctx)
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
         now = time.monotonic()

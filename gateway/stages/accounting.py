@@ -165,10 +165,15 @@ class AccountingStage:
         if isinstance(state, _State) and state.groups:
             self.retry.push(state.groups, error)
 
-    def annotate(self, ctx: RequestContext, reply: JSONReply) -> None:
-        """The cost header, for an answer sent before its settle (the pipeline calls this first)."""
-        if reply.status == 200 and (ctx.attempts > 0 or ctx.cache_hit):
-            cost = ctx.cost_micro_usd = self._priced(ctx, reply)[1]  # the access log's too: it may precede the settle
+    def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
+        """For an answer whose settle comes later (the pipeline calls this first): a JSON answer's
+        cost header, and the call's cost for the access log (written before that settle)."""
+        if not (ctx.attempts > 0 or ctx.cache_hit):
+            return
+        if reply is None:  # a stream that ended
+            ctx.cost_micro_usd = self._priced(ctx, None)[1]
+        elif reply.status == 200:
+            cost = ctx.cost_micro_usd = self._priced(ctx, reply)[1]
             reply.headers[COST_HEADER] = format_usd(cost)
 
     def _priced(self, ctx: RequestContext, reply: Reply | None) -> tuple[Usage, int | None, int]:
@@ -189,7 +194,7 @@ class AccountingStage:
         self._observe(ctx, usage, cost, saved)
         ctx.cost_micro_usd = cost  # --- observability ---
         now = self.clock()
-        latency_ms = int((time.perf_counter() - ctx.started) * 1000)
+        latency_ms = int(((ctx.finished_at or time.perf_counter()) - ctx.started) * 1000)
         record = self._record(ctx, now, deployment, ctx.status, usage, cost, saved, latency_ms, hedge=False)
         day = self.budgets.periods(now).day
         call = _write_id()  # not the request id: clients may send the same one twice

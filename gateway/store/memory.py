@@ -23,14 +23,9 @@ class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccoun
         return True
 
     async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
-        methods = self.__dict__.get("_op_methods")
-        if methods is None:
-            methods = self.__dict__["_op_methods"] = {}
         results = []
         for op in ops:
-            method: Callable[..., Any] | None = methods.get(op.name)
-            if method is None:
-                method = methods[op.name] = getattr(self, f"op_{op.name}")
+            method: Callable[..., Any] = getattr(self, f"op_{op.name}")
             results.append(method(*op.args))
         return results
 

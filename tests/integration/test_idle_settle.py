@@ -7,9 +7,11 @@ later call reads (a cache entry) settles at once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import httpx
+import pytest
 
 from gateway.tasks import IdleWork
 from tests.support.servers import GatewayServer
@@ -21,6 +23,9 @@ providers:
   mock: {{type: mock, latency: 20ms}}  # each call waits on its provider, as a real one does
 models:
   m: {{deployments: [{{provider: mock, model: echo, price: {{input: 1, output: 1}}}}]}}
+  pair:
+    strategy: least-busy
+    deployments: [{{provider: mock, model: echo, name: one}}, {{provider: mock, model: echo, name: two}}]
   memo:
     deployments: [{{provider: mock, model: echo}}]
     cache: {{ttl: 1h}}
@@ -64,18 +69,64 @@ def test_a_settle_runs_while_the_next_call_waits_and_every_read_sees_it() -> Non
 
 def test_a_streamed_call_settles_the_same_way() -> None:
     with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
-        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        with client.stream("POST", "/v1/chat/completions", json=body) as answer:
-            assert answer.status_code == 200
-            assert list(answer.iter_lines())[-2:] == ["data: [DONE]", ""]
-        deadline = time.monotonic() + 5
-        while len(gw.services.idle) != 1:  # the stream settles once the provider's end has been read
-            assert time.monotonic() < deadline, "the stream's settle was not deferred"
-            time.sleep(0.01)
+        stream(client)
+        settled_later(gw)
         call(client)
         assert len(gw.services.idle) == 1 and served(client) == 2 and len(gw.services.idle) == 0
         usage = client.get("/admin/usage?since=0&limit=100", headers=ADMIN).json()["records"]
         assert sorted(r["stream"] for r in usage) == [False, True]
+
+
+def stream(client: httpx.Client, model: str = "m") -> httpx.Response:
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with client.stream("POST", "/v1/chat/completions", json=body) as answer:
+        assert answer.status_code == 200
+        assert list(answer.iter_lines())[-2:] == ["data: [DONE]", ""]
+    return answer
+
+
+def settled_later(gw: GatewayServer, pending: int = 1) -> None:
+    """Wait until the stream's settle is deferred (once the provider's end has been read)."""
+    deadline = time.monotonic() + 5
+    while len(gw.services.idle) != pending:
+        assert time.monotonic() < deadline, "the stream's settle was not deferred"
+        time.sleep(0.01)
+
+
+def test_the_settles_wait_is_not_counted_as_the_calls_time() -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        call(client)
+        time.sleep(0.3)  # its settle waits for the next call: the stream
+        stream(client)
+        settled_later(gw)
+        time.sleep(0.3)  # the stream's waits for the scrape
+        text = client.get("/metrics").text
+        usage = client.get("/admin/usage?since=0&limit=100", headers=ADMIN).json()["records"]
+    assert [r["latency_ms"] < 200 for r in usage] == [True, True]  # the provider takes 20 ms
+    count = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("gateway_overhead_seconds_bucket{") and 'le="0.1"' in line and 'alias="m"' in line]
+    assert count == [2.0]  # both calls' own time is well under 100 ms
+
+
+def test_a_finished_stream_frees_its_deployment_before_the_next_call_routes() -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
+        stream(client, "pair")
+        settled_later(gw)
+        stats = gw.services.extra["routing.stats"]
+        assert stats.inflight("one") + stats.inflight("two") == 0
+
+
+def test_the_access_log_has_a_deferred_streams_cost(caplog: pytest.LogCaptureFixture) -> None:
+    with patient() as gw, httpx.Client(base_url=gw.url, timeout=10) as client, \
+            caplog.at_level(logging.INFO, logger="gateway.access"):
+        stream(client)
+        settled_later(gw)
+        deadline = time.monotonic() + 5
+        while not [r for r in caplog.records if r.name == "gateway.access"]:
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.01)
+    line = next(r for r in caplog.records if r.name == "gateway.access").fields  # type: ignore[attr-defined]
+    assert line["stream"] is True and line["cost_usd"] is not None and line["cost_usd"] > 0
 
 
 def test_without_another_call_a_settle_runs_moments_after_the_answer() -> None:

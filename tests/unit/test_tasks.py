@@ -78,3 +78,21 @@ async def test_a_cancelled_drain_leaves_the_work_running() -> None:
     waiter.cancel()
     await asyncio.sleep(0.05)
     assert done == ["slow"]
+
+
+def test_a_drained_idle_work_serves_the_next_event_loop_too() -> None:
+    # The same services started again (tests, a restarted server) run on a new loop: a timer left
+    # armed on the closed one must not stop the new one from arming its own.
+    idle, done = IdleWork(delay=0.01), list[str]()
+
+    async def first() -> None:
+        idle.defer(recorder(done, "a"))
+        await idle.drain()
+
+    async def second() -> None:
+        idle.defer(recorder(done, "b"))
+        await asyncio.sleep(0.05)
+
+    asyncio.run(first())
+    asyncio.run(second())
+    assert done == ["a", "b"]
