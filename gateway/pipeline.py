@@ -11,6 +11,11 @@ ready reply, as a cache hit does) and settles afterwards. A non-streamed answer 
 the JSONReply; a stage that needs a stream's output sets `ctx.capture = []` in admit and finds every
 piece sent to the client there at settle (no cost for requests that did not ask). Settle writes from
 all stages go to the store together so the whole settle step is one round trip.
+
+When the settle runs: before the answer when the call holds something the client's next call checks
+(ctx.settle_before_reply); else just after it; on the embedded store, when no later call reads it
+(not ctx.settle_promptly), at the gateway's next wait on a provider (tasks.IdleWork), with what it
+gives the answer done first by the stages' `annotate`.
 """
 
 from __future__ import annotations
