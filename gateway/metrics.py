@@ -37,19 +37,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class CounterTally:
-    """A counter child's increments since the last fold."""
+class _Sum:
+    """A child's net change since the last fold."""
 
     __slots__ = ("child", "pending")
 
     def __init__(self, child: Any) -> None:
         self.child = child
         self.pending = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        if amount < 0:  # as prometheus_client's Counter: here, not later in a scrape
-            raise ValueError("Counters can only be incremented by non-negative amounts.")
-        self.pending += amount
 
     def fold(self) -> None:
         if self.pending:
@@ -57,14 +52,19 @@ class CounterTally:
             self.child.inc(amount)
 
 
-class GaugeTally:
-    """A gauge child's net change since the last fold; `set` goes to the child at once."""
+class CounterTally(_Sum):
+    __slots__ = ()
 
-    __slots__ = ("child", "pending")
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:  # as prometheus_client's Counter: here, not later in a scrape
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.pending += amount
 
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        self.pending = 0.0
+
+class GaugeTally(_Sum):
+    """`set` goes to the child at once."""
+
+    __slots__ = ()
 
     def inc(self, amount: float = 1.0) -> None:
         self.pending += amount
@@ -75,11 +75,6 @@ class GaugeTally:
     def set(self, value: float) -> None:
         self.pending = 0.0
         self.child.set(value)
-
-    def fold(self) -> None:
-        if self.pending:
-            amount, self.pending = self.pending, 0.0
-            self.child.inc(amount)
 
 
 class HistogramTally:
