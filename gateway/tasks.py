@@ -14,10 +14,6 @@ from gateway.logging import get_logger
 
 log = get_logger("tasks")
 
-# Deferred items run back to back (each a few tens of µs) up to this many before the loop's other
-# work gets a turn.
-_YIELD_EVERY = 16
-
 
 class Background:
     __slots__ = ("_name", "_task")
@@ -99,7 +95,6 @@ class IdleWork:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="idle-work")
 
     async def _run(self) -> None:
-        done = 0
         try:
             while self._pending:
                 work = self._pending.popleft()
@@ -107,8 +102,5 @@ class IdleWork:
                     await work()
                 except Exception:  # deferred work handles its own failures; this only keeps the rest running
                     log.exception("deferred work failed")
-                done += 1
-                if done % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a long backlog lets the event loop's I/O in between
         finally:
             self._runner = None

@@ -96,18 +96,3 @@ def test_a_drained_idle_work_serves_the_next_event_loop_too() -> None:
     asyncio.run(first())
     asyncio.run(second())
     assert done == ["a", "b"]
-
-
-async def test_a_long_backlog_lets_other_work_in_between() -> None:
-    idle, done = IdleWork(delay=60), list[str]()
-    for i in range(40):
-        idle.defer(recorder(done, str(i)))
-
-    async def other() -> None:
-        await asyncio.sleep(0)
-        done.append("other")
-
-    neighbour = asyncio.ensure_future(other())
-    await idle.drain()
-    await neighbour
-    assert len(done) == 41 and done.index("other") < 40  # not left until the backlog was through
