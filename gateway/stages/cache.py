@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.cache.control import Controls, parse_controls
 from gateway.cache.convert import completion_to_stream, stream_to_completion
@@ -74,15 +74,10 @@ class CacheStage:
         self.prefix = config.store.key_prefix
         self.policies = policies(config)
         self.clock = clock
-        self._counters: dict[tuple[str, str, str], Any] = {}
         self._logged_at = -LOG_EVERY
 
     def _count(self, family: str, alias: str, label: str, amount: float = 1) -> None:
-        key = (family, alias, label)
-        child = self._counters.get(key)
-        if child is None:
-            child = self._counters[key] = self.metrics.child(getattr(self.metrics, family), alias, label)
-        child.inc(amount)
+        self.metrics.child(getattr(self.metrics, family), alias, label).inc(amount)
 
     # --- admit ---------------------------------------------------------------------------------
 
