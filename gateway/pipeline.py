@@ -156,7 +156,7 @@ class Pipeline:
                 # call reads them, they wait for the gateway's next wait on a provider instead.
                 ctx.finished_at = time.perf_counter()  # the metrics' and usage record's end of the call
                 settle = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
-                if self.idle is not None and not ctx.settle_promptly:
+                if self.idle is not None and self._may_wait(ctx):
                     self.idle.defer(settle)
                 else:
                     reply.after = settle
@@ -165,6 +165,12 @@ class Pipeline:
                 await self._settle(ctx, tuple(admitted), reply, error)
             elif not ctx.stream or error is not None:
                 self._observe(ctx)
+
+    @staticmethod
+    def _may_wait(ctx: RequestContext) -> bool:
+        """Whether this call's settle may wait for the gateway's next wait on a provider: nothing a
+        later call checks or reads is in it."""
+        return not ctx.settle_before_reply and not ctx.settle_promptly
 
     def _annotate(self, ctx: RequestContext, stages: Sequence[Stage], reply: JSONReply | None,
                   error: GatewayError | None) -> None:
@@ -206,7 +212,7 @@ class Pipeline:
             ctx.stream_complete = opened.translator.done and error is None
             if error is not None:
                 ctx.status, ctx.error_type = 502 if error.http_status < 500 else error.http_status, error.error_type
-            if self.idle is not None and not ctx.settle_promptly and not ctx.settle_before_reply:
+            if self.idle is not None and self._may_wait(ctx):
                 ctx.finished_at = time.perf_counter()  # see handle
                 self._annotate(ctx, stages, None, error)
                 self.idle.defer(functools.partial(self._settle, ctx, stages, None, error))
