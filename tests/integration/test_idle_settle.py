@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gateway.tasks import IdleWork
+from tests.support.redis_topologies import wait_for
 from tests.support.servers import GatewayServer
 
 MASTER = "sk-master-0123456789abcdef"
@@ -87,10 +88,7 @@ def stream(client: httpx.Client, model: str = "m") -> httpx.Response:
 
 def settled_later(gw: GatewayServer, pending: int = 1) -> None:
     """Wait until the stream's settle is deferred (once the provider's end has been read)."""
-    deadline = time.monotonic() + 5
-    while len(gw.services.idle) != pending:
-        assert time.monotonic() < deadline, "the stream's settle was not deferred"
-        time.sleep(0.01)
+    wait_for(lambda: len(gw.services.idle) == pending, "the stream's settle to be deferred", timeout=5)
 
 
 def test_the_settles_wait_is_not_counted_as_the_calls_time() -> None:
@@ -121,10 +119,7 @@ def test_the_access_log_has_a_deferred_streams_cost(caplog: pytest.LogCaptureFix
             caplog.at_level(logging.INFO, logger="gateway.access"):
         stream(client)
         settled_later(gw)
-        deadline = time.monotonic() + 5
-        while not [r for r in caplog.records if r.name == "gateway.access"]:
-            assert time.monotonic() < deadline, "no access log line"
-            time.sleep(0.01)
+        wait_for(lambda: any(r.name == "gateway.access" for r in caplog.records), "the access log line", timeout=5)
     line = next(r for r in caplog.records if r.name == "gateway.access").fields  # type: ignore[attr-defined]
     assert line["stream"] is True and line["cost_usd"] is not None and line["cost_usd"] > 0
 
@@ -132,10 +127,7 @@ def test_the_access_log_has_a_deferred_streams_cost(caplog: pytest.LogCaptureFix
 def test_without_another_call_a_settle_runs_moments_after_the_answer() -> None:
     with patient(delay=0.05) as gw, httpx.Client(base_url=gw.url, timeout=10) as client:
         call(client)
-        deadline = time.monotonic() + 5
-        while len(gw.services.idle):
-            assert time.monotonic() < deadline, "the deferred settle never ran"
-            time.sleep(0.01)
+        wait_for(lambda: len(gw.services.idle) == 0, "the deferred settle to run", timeout=5)
         records = asyncio.run(gw.services.store.usage_read(0, 2**62, 10))
         assert len(records) == 1 and records[0]["alias"] == "m"
 
