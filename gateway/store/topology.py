@@ -131,7 +131,7 @@ def async_client(url: str, *, timeout: float, cluster: bool = False) -> Any:
     from redis.asyncio.sentinel import Sentinel
 
     sentinel_kwargs = {**common, "password": t.options.get("sentinel_password")}
-    sentinel = Sentinel(list(t.hosts), sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(t.hosts), sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call, unused-ignore]
     client = sentinel.master_for(t.service, db=t.db, username=t.username, password=t.password, ssl=t.tls,
                                  health_check_interval=30)
     client.gateway_sentinels = sentinel.sentinels  # closed with the client: see `aclose_all`
@@ -189,13 +189,13 @@ def sync_client(url: str, *, timeout: float, cluster: bool = False) -> Any:
 
         if t.url:
             return RedisCluster.from_url(t.url, **common)
-        nodes = [ClusterNode(h, p) for h, p in t.hosts]  # type: ignore[no-untyped-call]
+        nodes = [ClusterNode(h, p) for h, p in t.hosts]  # type: ignore[no-untyped-call, unused-ignore]
         return RedisCluster(startup_nodes=nodes, username=t.username, password=t.password, ssl=t.tls, **common)
     from redis.sentinel import Sentinel
 
     sentinel_kwargs = {**common, "password": t.options.get("sentinel_password")}
-    sentinel = Sentinel(list(t.hosts), sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(t.service, db=t.db, username=t.username, password=t.password, ssl=t.tls)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(t.hosts), sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call, unused-ignore]
+    return sentinel.master_for(t.service, db=t.db, username=t.username, password=t.password, ssl=t.tls)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def is_cluster(url: str, *, cluster: bool = False) -> bool:
