@@ -19,6 +19,7 @@ from starlette.routing import Route
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.dialects.chat import ChatDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
@@ -31,7 +32,8 @@ from gateway.ratelimit import KeyRegistry, RateLimiter, RateLimitStage
 from gateway.ratelimit.keys import KeyStore
 from gateway.ratelimit.stage import LimitStore
 from gateway.routes.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
-from gateway.routes.openai import ModelsEndpoint, OpenAIEndpoint
+from gateway.routes.calls import DialectEndpoint
+from gateway.routes.openai import ModelsEndpoint
 from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
@@ -289,8 +291,8 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             await services.pool.close()
             await services.store.close()
 
-    def openai(operation: Operation) -> OpenAIEndpoint:
-        return OpenAIEndpoint(operation, services)
+    def openai(operation: Operation) -> DialectEndpoint:
+        return DialectEndpoint(ChatDialect(operation), services)
 
     models = ModelsEndpoint(services)
     routes = []
@@ -318,7 +320,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     ]
     # The OpenAI endpoints skip the route list: one dict lookup in the edge layer finds them.
     fast_paths = {route.path: route.app for route in routes
-                  if isinstance(route, Route) and isinstance(route.app, OpenAIEndpoint)}
+                  if isinstance(route, Route) and isinstance(route.app, DialectEndpoint)}
     access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
     app = GatewayStarlette(routes=routes, lifespan=lifespan,
                            middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,

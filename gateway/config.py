@@ -239,6 +239,9 @@ class OpenAIProvider(_ProviderBase):
     type: Literal["openai"]
     api_key: SecretStr | None = None
     organization: str | None = None
+    # Whether the server speaks the OpenAI Responses API (`/responses`), so Responses requests pass
+    # through untranslated. Default: true for api.openai.com (no base_url), false for other servers.
+    responses: bool | None = None
 
 
 class AzureProvider(_ProviderBase):

@@ -50,6 +50,18 @@ class Usage:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class NativeCall:
+    """The client's own body, kept for a deployment that speaks the client's dialect (a Messages
+    request to Anthropic, a Responses request to OpenAI): it goes upstream as sent, with only the
+    model replaced, and the answer comes back byte for byte."""
+
+    dialect: str
+    body: dict[str, Any]
+    # Client headers the provider should see too (`anthropic-version`, `anthropic-beta`, ...).
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
@@ -60,6 +72,13 @@ class RequestContext:
     # Request headers the pipeline may consult (lower-cased names).
     headers: dict[str, str]
     principal: Principal = ANONYMOUS
+    # The client's API (gateway.dialects): "chat" (OpenAI Chat Completions and its siblings),
+    # "messages" (Anthropic) or "responses" (OpenAI Responses). `body` is always the canonical form.
+    dialect: str = "chat"
+    native: NativeCall | None = None
+    # Why `body` cannot stand for the client's request (a field the canonical form cannot carry): a
+    # deployment that needs a translation fails with this; one that speaks the dialect takes `native`.
+    untranslatable: Exception | None = None
     started: float = field(default_factory=time.perf_counter)
     deployment: str | None = None
     provider: str | None = None

@@ -23,6 +23,9 @@ class GatewayError(Exception):
     default_code: ClassVar[str | None] = None
     # Whether the router may try another attempt (same or other deployment) after this error.
     retryable_default: ClassVar[bool] = False
+    # (dialect, status, body) of a provider's error answer to a request sent in the client's own
+    # dialect: the client gets it as the provider wrote it (gateway.dialects.base.passthrough_error).
+    native_answer: tuple[str, int, bytes] | None = None
 
     def __init__(
         self,

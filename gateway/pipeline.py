@@ -27,10 +27,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
 from gateway.auth import Authenticator
 from gateway.context import RequestContext, Usage
+from gateway.dialects import StreamEncoder, dialect
 from gateway.errors import GatewayError, InternalError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
@@ -127,10 +126,12 @@ class Pipeline:
                     return reply
             if self.idle is not None:
                 self.idle.soon()  # this call is about to wait on its provider: earlier calls settle then
+            codec = dialect(ctx.dialect)
             if ctx.stream:
                 opened = await self.router.open_stream(ctx)
-                first = self._stream_out(ctx, opened, opened.first)
-                rest = self._stream_rest(ctx, opened, tuple(admitted))
+                encoder = None if opened.native else codec.stream_encoder(ctx)
+                first = self._stream_out(ctx, opened, encoder, opened.first)
+                rest = self._stream_rest(ctx, opened, encoder, tuple(admitted))
                 # Started here, so its `finally` (close upstream, settle) runs whenever it is closed,
                 # even if the client is gone before the first byte is sent.
                 await rest.__anext__()
@@ -140,7 +141,7 @@ class Pipeline:
                 return reply
             parsed = await self.router.complete(ctx)
             ctx.usage = parsed.usage
-            reply = JSONReply(200, parsed.body, self._headers(ctx))
+            reply = JSONReply(200, codec.encode_answer(parsed, ctx), self._headers(ctx))
             return reply
         except GatewayError as exc:
             error = exc
@@ -190,22 +191,24 @@ class Pipeline:
         headers["x-gateway-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
         return headers
 
-    async def _stream_rest(self, ctx: RequestContext, opened: OpenStream,
+    async def _stream_rest(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,
                            stages: tuple[Stage, ...]) -> AsyncIterator[bytes]:
-        """The stream after its first bytes. An upstream failure from here on ends the stream with an
-        OpenAI-style error event (never a clean-looking end); the client leaving cancels the upstream."""
+        """The stream after its first bytes. An upstream failure from here on ends the stream with the
+        dialect's error event (never a clean-looking end); the client leaving cancels the upstream."""
         error: GatewayError | None = None
         try:
             yield b""  # the priming step (see handle): from here on the finally always runs
             async for out in opened.rest:
-                yield self._stream_out(ctx, opened, out)
+                yield self._stream_out(ctx, opened, encoder, out)
+            if encoder is not None and (tail := encoder.finish()):
+                yield self._captured(ctx, tail)
         except GatewayError as exc:
             error = exc
-            yield error_event(exc)
+            yield encoder.fail(exc) if encoder is not None else dialect(ctx.dialect).error_event(exc)
         except Exception:  # an unexpected fault must still end the stream visibly
             log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
             error = InternalError("The gateway failed while streaming the answer.")
-            yield error_event(error)
+            yield encoder.fail(error) if encoder is not None else dialect(ctx.dialect).error_event(error)
         finally:
             opened.response.close()
             ctx.usage = opened.translator.usage
@@ -219,14 +222,25 @@ class Pipeline:
             else:
                 await self._settle(ctx, stages, None, error, shield=True)
 
-    def _stream_out(self, ctx: RequestContext, opened: OpenStream, out: bytes) -> bytes:
-        """Bytes on their way to the client: kept as they came when a stage captures the stream, then
-        the usage chunk annotated for this client (the cost of this call)."""
+    def _stream_out(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,
+                    out: bytes) -> bytes:
+        """Bytes on their way to the client. Canonical bytes for a Chat Completions client: kept as
+        they came when a stage captures the stream, then the usage chunk annotated for this client
+        (the cost of this call). Another dialect's client gets them encoded, and the encoded bytes
+        are what a stage captures."""
+        if encoder is not None:
+            return self._captured(ctx, encoder.feed(out))
         if ctx.capture is not None:
             ctx.capture.append(out)
         hook = self.stream_usage_hook
         if hook is not None and ctx.client_wants_usage and (b'"usage":{' in out or b'"usage": {' in out):
             out = hook(ctx, opened.translator.usage, out)
+        return out
+
+    @staticmethod
+    def _captured(ctx: RequestContext, out: bytes) -> bytes:
+        if ctx.capture is not None and out:
+            ctx.capture.append(out)
         return out
 
     async def _settle(self, ctx: RequestContext, stages: tuple[Stage, ...], reply: Reply | None,
@@ -320,10 +334,6 @@ def observe_upstream(m: Metrics, ctx: RequestContext, now: float) -> None:
         m.child(m.team_tokens, team, key, "prompt").inc(usage.prompt_tokens)
         m.child(m.team_tokens, team, key, "completion").inc(usage.completion_tokens)
 # --- end observability ---
-
-
-def error_event(error: GatewayError) -> bytes:
-    return b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
 
 
 def new_context(request_id: str, operation: Operation, body: dict[str, Any], headers: dict[str, str],

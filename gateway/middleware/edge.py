@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InternalError
@@ -28,13 +28,18 @@ CONTEXT = "gateway.ctx"
 log = get_logger("errors")
 
 ASGIApp = Any
+# An error's status, body and extra headers in a client dialect's shape.
+ErrorRenderer = Callable[[GatewayError], tuple[int, bytes, dict[str, str]]]
 
 
 class EdgeMiddleware:
     def __init__(self, app: ASGIApp, fast_paths: Mapping[str, ASGIApp] | None = None,
-                 access_log: AccessLog | None = None, metrics: Metrics | None = None) -> None:
+                 access_log: AccessLog | None = None, metrics: Metrics | None = None,
+                 renderers: Mapping[str, ErrorRenderer] | None = None) -> None:
         self.app = app
         self.fast_paths = dict(fast_paths or {})
+        # Paths whose clients speak another dialect than OpenAI's: their errors are rendered in it.
+        self.renderers = dict(renderers or {})
         self.access_log = access_log or AccessLog(enabled=False)  # --- observability ---
         self.metrics = metrics
         self.in_flight = metrics.child(metrics.in_flight) if metrics is not None else None
@@ -71,14 +76,14 @@ class EdgeMiddleware:
         except GatewayError as exc:
             error = exc
             if not started:
-                await send_error(send, exc, request_id)
+                await send_error(send, exc, request_id, self.renderers.get(scope["path"]))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unhandled error", extra={"fields": {"request_id": request_id, "path": scope["path"]}})
             error = InternalError(f"The gateway failed to handle the request (request id {request_id}).")
             if not started:
-                await send_error(send, error, request_id)
+                await send_error(send, error, request_id, self.renderers.get(scope["path"]))
         finally:
             if in_flight is not None:
                 in_flight.dec()
@@ -100,10 +105,10 @@ class EdgeMiddleware:
     # --- end observability ---
 
 
-async def send_error(send: Any, error: GatewayError, request_id: str) -> None:
-    body = error.to_body()
+async def send_error(send: Any, error: GatewayError, request_id: str, render: ErrorRenderer | None = None) -> None:
+    status, body, extra = render(error) if render is not None else (error.http_status, error.to_body(), error.headers)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"x-request-id", request_id.encode("latin-1"))]
-    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
-    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

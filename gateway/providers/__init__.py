@@ -20,6 +20,7 @@ from gateway.providers.base import (
     Capabilities,
     ParsedResponse,
     ProviderAdapter,
+    SpeaksDialect,
     StreamTranslator,
     UpstreamRequest,
 )
@@ -38,6 +39,8 @@ class Provider:
     config: ProviderConfig
     adapter: ProviderAdapter
     credentials: Credentials
+    # The adapter, when its provider also speaks a client dialect (see SpeaksDialect).
+    speaker: SpeaksDialect | None = None
 
     @property
     def type(self) -> str:
@@ -49,7 +52,9 @@ def _openai(name: str, cfg: ProviderConfig) -> tuple[ProviderAdapter, Credential
     headers = dict(cfg.headers)
     if cfg.organization:
         headers["openai-organization"] = cfg.organization
-    return OpenAIAdapter(cfg.base_url, headers), bearer(cfg.api_key)
+    # api.openai.com speaks Responses; an OpenAI-compatible server says so itself (`responses: true`).
+    responses = cfg.responses if cfg.responses is not None else cfg.base_url is None
+    return OpenAIAdapter(cfg.base_url, headers, responses=responses), bearer(cfg.api_key)
 
 
 def _anthropic(name: str, cfg: ProviderConfig) -> tuple[ProviderAdapter, Credentials]:
@@ -108,7 +113,8 @@ def build_provider(name: str, cfg: ProviderConfig) -> Provider:
     if factory is None:
         raise ValueError(f"provider '{name}': type '{cfg.type}' is not available in this build")
     adapter, credentials = factory(name, cfg)
-    return Provider(name=name, config=cfg, adapter=adapter, credentials=credentials)
+    speaker = adapter if isinstance(adapter, SpeaksDialect) else None
+    return Provider(name=name, config=cfg, adapter=adapter, credentials=credentials, speaker=speaker)
 
 
 __all__ = [
@@ -117,6 +123,7 @@ __all__ = [
     "ParsedResponse",
     "Provider",
     "ProviderAdapter",
+    "SpeaksDialect",
     "StreamTranslator",
     "UpstreamRequest",
     "build_provider",

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from gateway.context import Usage
+from gateway.context import NativeCall, Usage
 from gateway.errors import (
     ContextLengthExceededError,
     GatewayError,
@@ -102,6 +102,15 @@ class AnthropicAdapter:
         drop = self.drop_unsupported_params if drop_unsupported_params is None else drop_unsupported_params
         payload = translate_request(body, model, stream=stream, drop_unsupported=drop)
         return UpstreamRequest("POST", self.url, dict(self._headers), orjson.dumps(payload), stream)
+
+    def native_request(self, call: NativeCall, model: str, *, stream: bool) -> UpstreamRequest | None:
+        """A Messages request as the client sent it: its `anthropic-*` headers (version, betas) win
+        over the configured ones, and every field the gateway does not know reaches Anthropic."""
+        if call.dialect != "messages":
+            return None
+        headers = dict(self._headers)
+        headers.update(call.headers)
+        return UpstreamRequest("POST", self.url, headers, orjson.dumps({**call.body, "model": model}), stream)
 
     def parse_response(self, operation: Operation, status: int, body: bytes, *,
                        request: Mapping[str, Any] | None = None, model: str | None = None) -> ParsedResponse:

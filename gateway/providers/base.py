@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from gateway.context import Usage
+from gateway.context import NativeCall, Usage
 from gateway.errors import GatewayError, UpstreamProtocolError
 from gateway.schemas import Operation
 
@@ -41,6 +41,8 @@ class ParsedResponse:
     data: dict[str, Any]
     body: bytes
     usage: Usage | None
+    # `body` is in the client's own dialect (a same-dialect deployment answered): `data` is not read.
+    native: bool = False
 
 
 class StreamTranslator(Protocol):
@@ -86,6 +88,18 @@ class ProviderAdapter(Protocol):
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         """Map a provider error answer to the gateway's hierarchy, keeping the provider's message."""
+        ...
+
+
+@runtime_checkable
+class SpeaksDialect(Protocol):
+    """An adapter whose provider also speaks a client dialect besides Chat Completions (Anthropic
+    speaks Messages; OpenAI, Responses): a request in that dialect goes upstream as the client sent
+    it, only the model replaced."""
+
+    def native_request(self, call: NativeCall, model: str, *, stream: bool) -> UpstreamRequest | None:
+        """The upstream request for the client's own body, or None when this provider does not speak
+        `call.dialect`."""
         ...
 
 

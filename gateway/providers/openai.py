@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gateway.context import Usage
+from gateway.context import NativeCall, Usage
 from gateway.errors import (
     ContextLengthExceededError,
     GatewayError,
@@ -36,10 +36,19 @@ _JSON_HEADERS = {"content-type": "application/json"}
 class OpenAIAdapter:
     capabilities = Capabilities(operations=frozenset(Operation))
 
-    def __init__(self, base_url: str | None, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, base_url: str | None, headers: Mapping[str, str] | None = None, *,
+                 responses: bool = False) -> None:
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self._headers = {**_JSON_HEADERS, **(headers or {})}
         self._urls = {op: self.base_url + path for op, path in _PATHS.items()}
+        # The server speaks the Responses API: such requests go to it as the client sent them.
+        self.responses = responses
+
+    def native_request(self, call: NativeCall, model: str, *, stream: bool) -> UpstreamRequest | None:
+        if call.dialect != "responses" or not self.responses:
+            return None
+        body = {**call.body, "model": model}
+        return UpstreamRequest("POST", self.base_url + "/responses", dict(self._headers), orjson.dumps(body), stream)
 
     def build_request(
         self, operation: Operation, body: dict[str, Any], model: str, *, stream: bool,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import PayloadTooLargeError
 from gateway.pipeline import JSONReply, StreamReply
 from gateway.providers.sse import DONE
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
 
 JSON_TYPE = (b"content-type", b"application/json")
 # How long the provider may take to end its stream once the client has its whole answer.
@@ -28,7 +26,7 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def read_body(receive: Any, headers: Mapping[str, str], limit: int) -> bytes:
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The whole request body, refused with 413 as soon as it is known to pass `limit`."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -57,7 +55,7 @@ def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def send_json(send: Any, reply: JSONReply) -> None:
+async def send_json(send: Send, reply: JSONReply) -> None:
     raw = encode_headers(reply.headers)
     raw.append(JSON_TYPE)
     raw.append((b"content-length", str(len(reply.body)).encode()))
@@ -65,7 +63,7 @@ async def send_json(send: Any, reply: JSONReply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
+async def send_stream(send: Send, receive: Receive, reply: StreamReply) -> None:
     """Send an SSE reply as it is produced. While the provider is still producing, a watcher reads
     the client side: when the client goes away it cancels this task, which closes the upstream
     response at once (the provider stops generating) and settles the request. A stream that is
@@ -102,7 +100,7 @@ async def send_stream(send: Any, receive: Any, reply: StreamReply) -> None:
         await _end(reply, answered)
 
 
-async def _pump(send: Any, reply: StreamReply) -> bool:
+async def _pump(send: Send, reply: StreamReply) -> bool:
     """Send the answer; True when it ended at [DONE] before the provider's stream did (unless the
     stream must settle first: then the response completes after the settle)."""
     headers = encode_headers(reply.headers)

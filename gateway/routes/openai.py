@@ -1,54 +1,15 @@
-"""The OpenAI-compatible endpoints. Each is a plain ASGI callable: the body is read with a size
-bound, parsed with orjson, validated against the OpenAI schema, and handed to the pipeline of the
-config that is current when the request arrives."""
+"""The model list: GET /v1/models and GET /v1/models/{alias}."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequestError, MethodNotAllowedError, ModelNotFoundError
-from gateway.middleware.edge import CONTEXT
-from gateway.middleware.request_id import REQUEST_ID
-from gateway.pipeline import JSONReply, new_context
-from gateway.routes.asgi import read_body, request_headers, send_json, send_stream
+from gateway.errors import MethodNotAllowedError, ModelNotFoundError
+from gateway.pipeline import JSONReply
+from gateway.routes.asgi import request_headers, send_json
 from gateway.runtime import Services
-from gateway.schemas import Operation, validate_request
-
-
-class OpenAIEndpoint:
-    def __init__(self, operation: Operation, services: Services) -> None:
-        self.operation = operation
-        self.services = services
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        started = time.perf_counter()
-        if scope["method"] != "POST":
-            raise MethodNotAllowedError(f"Use POST for {scope['path']}.")
-        headers = request_headers(scope)
-        raw = await read_body(receive, headers, self.services.max_body_bytes)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError(
-                "We could not parse the JSON body of your request. The body must be valid JSON.",
-                code="invalid_json") from None
-        validate_request(self.operation, body)
-        ctx = scope[CONTEXT] = new_context(scope.get(REQUEST_ID, ""), self.operation, body, headers, started)
-        reply = await self.services.current().pipeline.handle(ctx)
-        if isinstance(reply, JSONReply):
-            # Taken off the reply: `after` holds the reply, a cycle only the garbage collector
-            # would free (every request's context and body kept until then, and its pauses).
-            after, reply.after = reply.after, None
-            try:
-                await send_json(send, reply)
-            finally:  # the settle writes, also when the client left before the answer went out
-                if after is not None:
-                    await after()
-        else:
-            await send_stream(send, receive, reply)
 
 
 class ModelsEndpoint:

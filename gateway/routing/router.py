@@ -12,12 +12,13 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.config import Limits
 from gateway.context import RequestContext
+from gateway.dialects import PassthroughStream, dialect
 from gateway.errors import (
     AllAttemptsFailedError,
     AttemptRecord,
@@ -31,7 +32,7 @@ from gateway.errors import (
 )
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
-from gateway.providers import ParsedResponse, Provider, StreamTranslator
+from gateway.providers import ParsedResponse, Provider, StreamTranslator, UpstreamRequest
 from gateway.routing import health
 from gateway.routing.stats import RoutingStats, p95
 from gateway.routing.strategies import order_for
@@ -102,6 +103,8 @@ class OpenStream:
     translator: StreamTranslator
     response: UpstreamResponse
     target: Target
+    # The bytes are in the client's dialect already (a same-dialect deployment): nothing to encode.
+    native: bool = False
 
 
 class AttemptGate(Protocol):
@@ -381,8 +384,7 @@ class Router:
 
     async def _attempt(self, ctx: RequestContext, target: Target, deadline: float) -> ParsedResponse:
         provider = target.provider
-        request = provider.adapter.build_request(ctx.operation, _with_params(ctx, target), target.deployment.model,
-                                                 stream=False, drop_unsupported_params=target.drop_unsupported)
+        request, native = _build(ctx, target, stream=False)
         provider.credentials.apply(request)
         started = time.perf_counter()
         try:
@@ -394,17 +396,20 @@ class Router:
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
         if response.status >= 400:
-            raise _upstream_error(provider, provider.adapter.parse_error(response.status, body, response.headers))
+            raise _upstream_error(provider, _parse_error(ctx, provider, response.status, body, response.headers,
+                                                         native))
+        if native:
+            return ParsedResponse(data={}, body=body, usage=dialect(ctx.dialect).usage_of_body(body), native=True)
         return provider.adapter.parse_response(ctx.operation, response.status, body, request=ctx.body,
                                                model=target.deployment.model)
 
     async def _stream_attempt(self, ctx: RequestContext, target: Target, deadline: float) -> OpenStream:
         provider = target.provider
-        request = provider.adapter.build_request(ctx.operation, _with_params(ctx, target), target.deployment.model,
-                                                 stream=True, drop_unsupported_params=target.drop_unsupported)
+        request, native = _build(ctx, target, stream=True)
         provider.credentials.apply(request)
-        translator = provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
-                                                        model=target.deployment.model)
+        translator: StreamTranslator = PassthroughStream(dialect(ctx.dialect).usage_reader()) if native else \
+            provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
+                                               model=target.deployment.model)
         first_limit = self._send_timeout(target, deadline)
         if target.ttft_timeout is not None:
             first_limit = min(first_limit, target.ttft_timeout)
@@ -415,7 +420,7 @@ class Router:
                 response = await self.pool.client(provider.name).send(request)
                 if response.status >= 400:
                     body = await response.read()
-                    error = provider.adapter.parse_error(response.status, body, response.headers)
+                    error = _parse_error(ctx, provider, response.status, body, response.headers, native)
                     raise _upstream_error(provider, error)
                 chunks = response.chunks().__aiter__()
                 first = await _first_output(chunks, translator)
@@ -431,7 +436,31 @@ class Router:
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
         ctx.first_byte_at = time.perf_counter()
-        return OpenStream(first, _rest(chunks, translator), translator, response, target)
+        return OpenStream(first, _rest(chunks, translator), translator, response, target, native)
+
+
+def _build(ctx: RequestContext, target: Target, *, stream: bool) -> tuple[UpstreamRequest, bool]:
+    """The attempt's upstream request, and whether it is the client's own body: a deployment that
+    speaks the client's dialect takes it as sent (only the model replaced); any other gets the
+    canonical request translated by its adapter."""
+    provider = target.provider
+    if ctx.native is not None and provider.speaker is not None:
+        request = provider.speaker.native_request(ctx.native, target.deployment.model, stream=stream)
+        if request is not None:
+            return request, True
+    if ctx.untranslatable is not None:
+        raise ctx.untranslatable
+    request = provider.adapter.build_request(ctx.operation, _with_params(ctx, target), target.deployment.model,
+                                             stream=stream, drop_unsupported_params=target.drop_unsupported)
+    return request, False
+
+
+def _parse_error(ctx: RequestContext, provider: Provider, status: int, body: bytes, headers: Mapping[str, str],
+                 native: bool) -> GatewayError:
+    error = provider.adapter.parse_error(status, body, headers)
+    if native:  # the client speaks this provider's API: it may get the answer as the provider wrote it
+        error.native_answer = (ctx.dialect, status, body)
+    return error
 
 
 def _upstream_error(provider: Provider, error: GatewayError) -> GatewayError:

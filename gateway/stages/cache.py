@@ -92,7 +92,13 @@ class CacheStage:
             self._count("cache_lookups", ctx.alias, "bypass")
             return None
         scope = scope_id(policy.scope, ctx.principal)
-        hashed = digest(scope, ctx.alias, ctx.operation.value, canonical(ctx.body))
+        if ctx.native is None:
+            hashed = digest(scope, ctx.alias, ctx.operation.value, canonical(ctx.body))
+        else:
+            # Another dialect's answer is stored as its client received it, so streamed and not are
+            # separate entries; its own body is the key (the canonical form may leave fields out).
+            form = f"{ctx.dialect}.{'sse' if ctx.stream else 'json'}"
+            hashed = digest(scope, ctx.alias, form, canonical(ctx.native.body))
         ttl = min(controls.ttl, policy.ttl) if controls.ttl else policy.ttl
         state = _State(policy, entry_key(self.prefix, hashed, policy.alias_id, scope), lock_key(self.prefix, hashed),
                        "", ttl)
@@ -144,7 +150,11 @@ class CacheStage:
         headers["age"] = str(int(age))
         self._count("cache_lookups", ctx.alias, "hit")
         reply: Reply
-        if ctx.stream:
+        if ctx.native is not None:  # the client's own bytes, as they were first sent
+            reply = StreamReply(headers, entry.body, _nothing(), complete=True) if ctx.stream \
+                else JSONReply(200, entry.body, headers)
+            body = entry.body
+        elif ctx.stream:
             events, usage_event = (entry.events, entry.usage_event) if entry.form == "sse" \
                 else completion_to_stream(entry.body)
             body = events + usage_event + DONE if ctx.client_wants_usage and usage_event else events + DONE
@@ -205,12 +215,21 @@ class CacheStage:
             return None
         tail = 0
         form: Form
-        if ctx.stream:
+        reasons: Sequence[str]
+        if ctx.native is not None:
+            # Another dialect's answer: kept as its client received it, whole streams only.
+            if ctx.stream and not ctx.stream_complete:
+                self._count("cache_stores", alias, "not_cacheable")
+                return None
+            body = b"".join(ctx.capture or ()) if ctx.stream else reply.body if isinstance(reply, JSONReply) else b""
+            reasons = ()
+            form = "sse" if ctx.stream else "json"
+        elif ctx.stream:
             captured = normalise_stream(ctx.capture or (), ctx.usage)
             if captured is None:
                 self._count("cache_stores", alias, "not_cacheable")
                 return None
-            reasons: Sequence[str] = captured.finish_reasons
+            reasons = captured.finish_reasons
             body = captured.events + captured.usage_event
             tail = len(captured.usage_event)
             form = "sse"

@@ -1,0 +1,17 @@
+"""Client dialects (see gateway.dialects.base): every API a client may speak, by name."""
+
+from __future__ import annotations
+
+from gateway.dialects.base import Dialect, ParsedCall, StreamEncoder, UsageReader, passthrough_error
+from gateway.dialects.chat import ChatDialect
+from gateway.dialects.passthrough import PassthroughStream
+
+DIALECTS: dict[str, Dialect] = {"chat": ChatDialect()}
+
+
+def dialect(name: str) -> Dialect:
+    return DIALECTS[name]
+
+
+__all__ = ["DIALECTS", "Dialect", "ParsedCall", "PassthroughStream", "StreamEncoder", "UsageReader", "dialect",
+           "passthrough_error"]

@@ -1,0 +1,58 @@
+"""The endpoints that call a model, one per client dialect and operation. Each is a plain ASGI
+callable: the body is read with a size bound and parsed with orjson, the dialect turns it into the
+canonical call, the pipeline of the config current when the request arrives answers it, and the
+answer leaves in the dialect's shape (errors too: see `render_error`)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gateway.dialects import Dialect
+from gateway.errors import GatewayError, InvalidRequestError, MethodNotAllowedError
+from gateway.middleware.edge import CONTEXT
+from gateway.middleware.request_id import REQUEST_ID
+from gateway.pipeline import JSONReply, new_context
+from gateway.routes.asgi import read_body, request_headers, send_json, send_stream
+from gateway.runtime import Services
+
+
+class DialectEndpoint:
+    def __init__(self, dialect: Dialect, services: Services) -> None:
+        self.dialect = dialect
+        self.services = services
+
+    def render_error(self, error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
+        return self.dialect.error(error)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        if scope["method"] != "POST":
+            raise MethodNotAllowedError(f"Use POST for {scope['path']}.")
+        headers = request_headers(scope)
+        raw = await read_body(receive, headers, self.services.max_body_bytes)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError(
+                "We could not parse the JSON body of your request. The body must be valid JSON.",
+                code="invalid_json") from None
+        call = self.dialect.parse(body, headers)
+        ctx = scope[CONTEXT] = new_context(scope.get(REQUEST_ID, ""), self.dialect.operation, call.body, headers,
+                                           started)
+        if call.native is not None or self.dialect.name != "chat":
+            ctx.dialect, ctx.native, ctx.untranslatable = self.dialect.name, call.native, call.untranslatable
+        reply = await self.services.current().pipeline.handle(ctx)
+        if isinstance(reply, JSONReply):
+            # Taken off the reply: `after` holds the reply, a cycle only the garbage collector
+            # would free (every request's context and body kept until then, and its pauses).
+            after, reply.after = reply.after, None
+            try:
+                await send_json(send, reply)
+            finally:  # the settle writes, also when the client left before the answer went out
+                if after is not None:
+                    await after()
+        else:
+            await send_stream(send, receive, reply)
