@@ -1,4 +1,4 @@
-"""Gateway keys: `Authorization: Bearer <key>` or `api-key: <key>`, looked up by SHA-256.
+"""Gateway keys: `Authorization: Bearer <key>`, `api-key: <key>` or `x-api-key: <key>`, looked up by SHA-256.
 
 Plain keys are never kept: the config's keys are hashed at load, and a presented key is hashed once
 per request and compared by dictionary lookup (constant work whatever the key)."""
@@ -68,7 +68,8 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         return None
-    api_key = headers.get("api-key")
+    # Azure's SDKs send `api-key`; Anthropic's (and Claude Code with ANTHROPIC_API_KEY) `x-api-key`.
+    api_key = headers.get("api-key") or headers.get("x-api-key")
     return api_key.strip() or None if api_key else None
 
 

@@ -34,6 +34,8 @@ def _check(path: str) -> int:
         return 1
     print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} model aliases, "
           f"{len(config.auth.keys)} keys, {sum(len(m) for m in prices.values())} prices, config {config.digest()})")
+    for pattern, alias in config.model_patterns.items():
+        print(f"  model names matching {pattern} go to {alias}")
     return 0
 
 

@@ -432,6 +432,9 @@ class GatewayConfig(Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
+    # Model names clients send that no alias is called, routed by glob pattern to an alias, tried in
+    # order after the exact names (`claude-sonnet-*: claude`: Claude Code sends provider model names).
+    model_patterns: dict[str, str] = Field(default_factory=dict)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     cache: CacheConfig | None = None  # --- cache --- (default for every alias)
     limits_defaults: LimitsDefaults = Field(default_factory=LimitsDefaults)  # rate limits
@@ -528,6 +531,9 @@ def check_references(config: GatewayConfig) -> list[str]:
             elif fallback == alias:
                 problems.append(f"models.{alias}.context_window_fallbacks[{i}]: an alias cannot fall back to itself")
     problems.extend(_fallback_cycles(config))
+    for pattern, alias in config.model_patterns.items():
+        if alias not in config.models:
+            problems.append(f"model_patterns.{pattern}: unknown model alias '{alias}'")
     for name, provider in config.providers.items():
         if isinstance(provider, AzureProvider) and not provider.base_url:
             problems.append(f"providers.{name}.base_url: required for Azure (https://NAME.openai.azure.com)")

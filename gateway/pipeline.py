@@ -112,8 +112,13 @@ class Pipeline:
 
     async def handle(self, ctx: RequestContext) -> Reply:
         ctx.principal = self.auth.authenticate(ctx.headers)
-        if self.router.table.get(ctx.alias) is None:
-            self.router.plan(ctx)  # raises the 404 for an unknown alias
+        table = self.router.table
+        if table.get(ctx.alias) is None:
+            alias = table.resolve(ctx.alias)
+            if alias is None:
+                self.router.plan(ctx)  # raises the 404 for an unknown alias
+            else:
+                ctx.alias = alias
         self.auth.authorize(ctx.principal, ctx.alias)
         admitted: list[Stage] = []
         reply: Reply | None = None

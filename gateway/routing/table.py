@@ -3,12 +3,15 @@ the hot path never scans the config."""
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import AliasConfig, Deployment, GatewayConfig
 from gateway.providers import Provider, build_provider
+
+RESOLVED_NAMES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class RouteTable:
         self.providers: dict[str, Provider] = {
             name: build_provider(name, cfg) for name, cfg in config.providers.items()}
         self.routes: dict[str, Route] = {}
+        self.patterns = tuple(config.model_patterns.items())
+        self._resolved: dict[str, str] = {}
         for alias, spec in config.models.items():
             targets = tuple(
                 Target(alias=alias, deployment=d, provider=self.providers[d.provider], id=d.id,
@@ -51,6 +56,16 @@ class RouteTable:
 
     def get(self, alias: str) -> Route | None:
         return self.routes.get(alias)
+
+    def resolve(self, name: str) -> str | None:
+        """The alias a model name that is no alias stands for: the first `model_patterns` glob it
+        matches (exact alias names are looked up first, by `get`)."""
+        alias = self._resolved.get(name)
+        if alias is None:
+            alias = next((a for pattern, a in self.patterns if fnmatch.fnmatchcase(name, pattern)), "")
+            if len(self._resolved) < RESOLVED_NAMES:  # names come from clients: remember only so many
+                self._resolved[name] = alias
+        return alias or None
 
     @property
     def provider_map(self) -> Mapping[str, Provider]:
