@@ -87,7 +87,7 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     # --- routing ---
     stats = routing_stats(services)
     router = Router(table, services.pool, stats=stats, metrics=services.metrics, gate=gate)
-    stages.append(RoutingStage(table, stats))  # last: runs only when no other stage answered
+    stages.append(RoutingStage(table, stats, services.store))  # last: runs only when no other stage answered
     # --- end routing ---
     pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),
                         stream_usage_hook=accounting.annotate_stream,

@@ -384,6 +384,12 @@ class AliasConfig(Strict):
     # When every deployment is cooling down (and no fallback is usable), wait up to this long for the
     # earliest recovery instead of failing at once. 0 fails at once.
     wait_for_recovery: Duration = 0.0
+    # Session-sticky routing: requests of one client session (Claude Code's X-Claude-Code-Session-Id,
+    # Codex's session_id, a `prompt_cache_key`) go to the deployment that served the session last
+    # while it is healthy, so the provider's prompt cache stays warm. Pins are shared through the store.
+    sticky_sessions: bool = False
+    # How long a session's pin lives after its last request.
+    sticky_ttl: Duration = 3600.0
     # --- end routing ---
 
 

@@ -121,6 +121,9 @@ class RequestContext:
     route_held: str | None = None
     # Hedged attempts that lost and were cancelled (deployment ids): accounting charges them too.
     cancelled_attempts: list[str] = field(default_factory=list)
+    # The client's session (an alias with sticky_sessions only) and the deployment it is pinned to.
+    session_id: str | None = None
+    pinned: str | None = None
     # --- end routing ---
     # --- accounting ---
     # True once a stream reached the provider's end marker (False: cut, failed or cancelled).

@@ -64,6 +64,10 @@ def entry(ctx: RequestContext, now: float) -> dict[str, Any]:
         "cached_tokens": usage.cached_tokens if usage is not None else None,
         "cost_usd": ctx.cost_micro_usd / 1_000_000 if ctx.cost_micro_usd is not None else None,
     }
+    if ctx.dialect != "chat":
+        out["dialect"] = ctx.dialect
+    if ctx.session_id is not None:
+        out["session"] = ctx.session_id
     if ctx.served_alias:
         out["served_alias"] = ctx.served_alias
     if ctx.error_type:

@@ -34,6 +34,7 @@ from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.providers import ParsedResponse, Provider, StreamTranslator, UpstreamRequest
 from gateway.routing import health
+from gateway.routing.sessions import pinned_first
 from gateway.routing.stats import RoutingStats, p95
 from gateway.routing.strategies import order_for
 from gateway.routing.table import Route, RouteTable, Target
@@ -140,7 +141,7 @@ class Router:
         plan: list[Target] = []
         for alias in (ctx.alias, *route.config.fallbacks):
             plan.extend(self._order(self.table.routes[alias], ctx.stream, now))
-        return plan
+        return pinned_first(plan, ctx.pinned)
 
     def _order(self, route: Route, stream: bool, now: float) -> list[Target]:
         stats = self.stats
@@ -218,7 +219,7 @@ class Router:
         for n in range(config.retries + 1):
             if deadline - time.monotonic() <= 0:
                 raise _NextAlias(last, final=True)
-            order = self._order(route, stream, stats.clock())
+            order = pinned_first(self._order(route, stream, stats.clock()), ctx.pinned)
             target, refused = await self._claim(ctx, order, tried, stats, records)
             last = refused or last
             if target is None:

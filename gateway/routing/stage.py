@@ -8,9 +8,10 @@ import time
 from collections.abc import Sequence
 
 from gateway.context import RequestContext
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.logging import get_logger
 from gateway.routing.router import counts_against
+from gateway.routing.sessions import SessionStore, pin_key, session_of
 from gateway.routing.stats import RoutingStats
 from gateway.routing.table import RouteTable
 from gateway.store import StoreOp
@@ -21,9 +22,10 @@ log = get_logger("routing")
 class RoutingStage:
     name = "routing"
 
-    def __init__(self, table: RouteTable, stats: RoutingStats) -> None:
+    def __init__(self, table: RouteTable, stats: RoutingStats, sessions: SessionStore | None = None) -> None:
         self.table = table
         self.stats = stats
+        self.sessions = sessions
         # alias → every deployment its requests may reach (fallbacks and context-window fallbacks).
         self.chains: dict[str, tuple[str, ...]] = {alias: self._chain(alias) for alias in table.routes}
         self._last_log = 0.0
@@ -44,7 +46,19 @@ class RoutingStage:
         ids = self.chains.get(ctx.alias)
         if ids:
             await self.stats.refresh(ctx.alias, ids)
+        route = self.table.get(ctx.alias)
+        if route is not None and route.config.sticky_sessions and self.sessions is not None:
+            await self._find_pin(ctx, self.sessions)
         return None
+
+    async def _find_pin(self, ctx: RequestContext, sessions: SessionStore) -> None:
+        ctx.session_id = session_of(ctx.headers, ctx.native.body if ctx.native is not None else ctx.body)
+        if ctx.session_id is None:
+            return
+        try:
+            ctx.pinned = await sessions.session_lookup(pin_key(ctx.alias, ctx.session_id))
+        except StoreUnavailableError:
+            self._log_trouble("session pin not read")
 
     def annotate(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> None:
         """A stream's end, when its settle waits: the deployment is free for the next call's choice."""
@@ -52,7 +66,15 @@ class RoutingStage:
 
     def settle(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> Sequence[StoreOp]:
         self._release(ctx, error)
-        return self.stats.settle_ops(ctx)
+        ops = self.stats.settle_ops(ctx)
+        if ctx.session_id is not None and error is None and ctx.deployment and not ctx.served_alias:
+            # (Renewed on every call: the pin lives as long as the session is active.)
+            route = self.table.get(ctx.alias)
+            if route is not None:
+                pin = StoreOp("session_pin", (pin_key(ctx.alias, ctx.session_id), ctx.deployment,
+                                              route.config.sticky_ttl))
+                return [*ops, pin]
+        return ops
 
     def _release(self, ctx: RequestContext, error: GatewayError | None) -> None:
         held = ctx.route_held
@@ -65,7 +87,10 @@ class RoutingStage:
                     self.stats.observe(ctx, ctx.deployment, route.config, ok=False)
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
+        self._log_trouble("routing statistics not written", type(error).__name__)
+
+    def _log_trouble(self, what: str, error: str = "StoreUnavailableError") -> None:
         now = time.monotonic()
         if now - self._last_log >= 10.0:
             self._last_log = now
-            log.warning("routing statistics not written", extra={"fields": {"error": type(error).__name__}})
+            log.warning(what, extra={"fields": {"error": error}})

@@ -61,6 +61,10 @@ class Store(Protocol):
     async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]: ...
     # --- end accounting ---
 
+    async def session_lookup(self, key: str) -> str | None:
+        """The deployment a client session is pinned to (gateway/store/sessions.py)."""
+        ...
+
 
 def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
                 replica_acks: int = 0) -> Store:

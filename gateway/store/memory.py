@@ -13,9 +13,11 @@ from gateway.store.accounting import MemoryAccountingOps
 from gateway.store.cache_memory import MemoryCacheOps
 from gateway.store.limits_memory import MemoryLimitOps
 from gateway.store.routing import MemoryRoutingOps
+from gateway.store.sessions import MemorySessionOps
 
 
-class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps):  # see the mixin modules
+# The operations live in one mixin per feature (see their modules).
+class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps, MemorySessionOps):
     in_process = True
     ordered = True
 

@@ -28,13 +28,15 @@ from gateway.store.limits_redis import RedisLimitOps
 from gateway.store.resp import LeanBatch, LeanRedis
 from gateway.store.routing import RedisRoutingOps
 from gateway.store.scripts import SOURCES
+from gateway.store.sessions import RedisSessionOps
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, lean_client
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
 DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
 
 
-class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps):  # see the mixin modules
+# The operations live in one mixin per feature (see their modules).
+class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps, RedisSessionOps):
     in_process = False
 
     def __init__(self, url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
