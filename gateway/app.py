@@ -9,7 +9,7 @@ import gc
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any, cast
 
 from starlette.applications import Starlette
@@ -17,12 +17,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from gateway.accounting.prices import PriceError, load_prices
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, FailureThrottle
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.dialects.chat import ChatDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
+from gateway.middleware.cors import Cors
 from gateway.middleware.edge import EdgeMiddleware
 from gateway.ops.access_log import AccessLog
 from gateway.ops.monitor import Monitor
@@ -130,6 +131,14 @@ async def apply_config(services: Services, config: GatewayConfig) -> Runtime:
     access = services.extra.get("access_log")
     if isinstance(access, AccessLog):
         access.enabled, access.log_prompts = config.logging.access_log, config.logging.log_prompts
+    # --- end observability ---
+    # --- edge ---
+    throttle, cors = services.extra.get("auth.throttle"), services.extra.get("cors")
+    if isinstance(throttle, FailureThrottle):
+        throttle.configure(config.auth.throttle)
+    if isinstance(cors, Cors):
+        cors.configure(config.server.cors)
+    # --- observability ---
     apply_level(config.logging.level)
     # --- end observability ---
     if not config.auth.required:
@@ -241,7 +250,7 @@ class GatewayStarlette(Starlette):
 
 
 class NotFoundEndpoint:
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         raise NotFoundError(f"Unknown path {scope['path']}.", code="unknown_url")
 
 
@@ -321,10 +330,19 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     # The OpenAI endpoints skip the route list: one dict lookup in the edge layer finds them.
     fast_paths = {route.path: route.app for route in routes
                   if isinstance(route, Route) and isinstance(route.app, DialectEndpoint)}
+    # Azure OpenAI clients: /openai/deployments/{deployment}/<end>, the deployment being the alias.
+    azure_paths = {f"/{end}": DialectEndpoint(ChatDialect(operation), services, alias_from_path=True)
+                   for end, operation in (("chat/completions", Operation.CHAT), ("completions", Operation.COMPLETIONS),
+                                          ("embeddings", Operation.EMBEDDINGS))}
     access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
+    throttle = services.extra["auth.throttle"] = FailureThrottle(config.auth.throttle)
+    cors = services.extra["cors"] = Cors(config.server.cors)
     app = GatewayStarlette(routes=routes, lifespan=lifespan,
                            middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,
-                                                  metrics=metrics)])
+                                                  metrics=metrics, azure_paths=azure_paths, throttle=throttle,
+                                                  cors=cors)])
+    # A request target that is no path at all (`OPTIONS *`, `GET *`) matches no route either.
+    app.router.default = NotFoundEndpoint()
     app.state.services = services
     return app
 

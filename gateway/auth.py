@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Mapping
 
-from gateway.config import AuthConfig
+from gateway.config import AuthConfig, AuthThrottleConfig
 from gateway.context import ANONYMOUS, Principal
 from gateway.errors import AuthenticationError, PermissionDeniedError
 
@@ -76,3 +77,53 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 def redact(key: str) -> str:
     """Enough of a key to recognise it, never enough to use it (as OpenAI's own errors do)."""
     return f"{key[:3]}***{key[-4:]}" if len(key) >= 20 else "***"
+
+
+class FailureThrottle:
+    """Failed authentications per client address, in fixed windows: an address that fails `failures`
+    times within `window` seconds is refused until its window ends. Per process, and it outlives config
+    reloads (`configure` takes the new settings). Memory is bounded: past `max_addresses` the oldest
+    address is forgotten."""
+
+    def __init__(self, config: AuthThrottleConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # address → (window start, failures in it)
+        self._windows: dict[str, tuple[float, int]] = {}
+        # address → when it may try again; empty on the common path, so one truth test per request
+        self.blocked: dict[str, float] = {}
+        self.configure(config)
+
+    def configure(self, config: AuthThrottleConfig) -> None:
+        self.failures, self.window, self.max_addresses = config.failures, config.window, config.max_addresses
+        if not self.failures:
+            self._windows.clear()
+            self.blocked.clear()
+
+    def retry_after(self, address: str) -> float | None:
+        """Seconds until `address` may try again, or None when it may now."""
+        until = self.blocked.get(address)
+        if until is None:
+            return None
+        left = until - self.clock()
+        if left > 0:
+            return left
+        del self.blocked[address]
+        return None
+
+    def failed(self, address: str) -> None:
+        if not self.failures:
+            return
+        now = self.clock()
+        start, count = self._windows.get(address, (now, 0))
+        if now - start >= self.window:
+            start, count = now, 0
+        count += 1
+        windows = self._windows
+        if address not in windows and len(windows) >= self.max_addresses:
+            del windows[next(iter(windows))]
+        windows[address] = (start, count)
+        if count >= self.failures:
+            blocked = self.blocked
+            if address not in blocked and len(blocked) >= self.max_addresses:
+                del blocked[next(iter(blocked))]
+            blocked[address] = start + self.window

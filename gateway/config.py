@@ -97,6 +97,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CorsConfig(Strict):
+    """Opt-in CORS: browsers on these origins may call the gateway (preflight answered by the gateway)."""
+
+    allow_origins: Annotated[list[str], Field(min_length=1, description="Origins allowed, exactly as the "
+                                              "browser sends them (https://app.example.com), or '*'.")]
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "OPTIONS"],
+                                     description="Methods a preflight may allow.")
+    allow_headers: list[str] = Field(default_factory=lambda: ["authorization", "api-key", "content-type",
+                                                              "x-request-id", "openai-organization",
+                                                              "openai-project"],
+                                     description="Request headers a preflight may allow; '*' allows any.")
+    expose_headers: list[str] = Field(default_factory=lambda: ["x-request-id", "x-gateway-deployment",
+                                                               "x-gateway-attempts", "x-gateway-cache",
+                                                               "retry-after"],
+                                      description="Response headers the browser's script may read.")
+    allow_credentials: bool = Field(False, description="Let the browser send cookies and HTTP auth.")
+    max_age: Annotated[int, Field(ge=0, description="Seconds a browser may cache a preflight answer.")] = 600
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials cannot be combined with allow_origins '*' (browsers refuse it)")
+        return self
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -104,6 +129,21 @@ class ServerConfig(Strict):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     # How long SIGTERM waits for in-flight requests and streams to finish.
     shutdown_grace: Duration = 30.0
+    # --- edge: what one client connection may hold (per worker process) ---
+    max_header_bytes: Annotated[int, Field(ge=1024, description="Bound of a request's line and headers "
+                                           "together; past it the answer is 431.")] = 64 * 1024
+    max_headers: Annotated[int, Field(ge=8, description="Most header fields in one request; past it "
+                                      "the answer is 431.")] = 100
+    header_timeout: Annotated[Duration, Field(gt=0, description="From a request's first bytes to the end "
+                                             "of its headers; past it the answer is 408.")] = 10.0
+    body_timeout: Annotated[Duration, Field(gt=0, description="From the end of a request's headers to the "
+                                           "end of its body; past it the answer is 408.")] = 60.0
+    keepalive_timeout: Annotated[Duration, Field(gt=0, description="How long a connection may wait for its "
+                                                "next (or first) request before it is closed.")] = 5.0
+    max_connections: Annotated[int, Field(ge=1, description="Open client connections; one more is "
+                                          "answered 503 and closed.")] = 1000
+    cors: CorsConfig | None = Field(default=None, description="Cross-origin requests from browsers; off "
+                                    "when absent.")
 
 
 class StoreConfig(Strict):
@@ -213,8 +253,21 @@ class TeamConfig(Strict):
     budget: Budget | None = None  # accounting
 
 
+class AuthThrottleConfig(Strict):
+    """Failed authentications counted per client address (as the gateway sees it: a fronting proxy's
+    address when there is one); past `failures` within `window`, that address is refused with 429
+    until the window ends."""
+
+    failures: Annotated[int, Field(ge=0, description="Failed authentications allowed per address and "
+                                   "window; 0 turns the throttle off.")] = 30
+    window: Annotated[Duration, Field(gt=0, description="The counting window.")] = 60.0
+    max_addresses: Annotated[int, Field(ge=1, description="Addresses tracked at once (the oldest are "
+                                        "forgotten first).")] = 10_000
+
+
 class AuthConfig(Strict):
     required: bool = True
+    throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
     master_key: SecretStr | None = None
     keys: list[KeyConfig] = Field(default_factory=list)
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
@@ -419,6 +472,9 @@ class LoggingConfig(Strict):
 
 
 class MetricsConfig(Strict):
+    # A scrape must send `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`).
+    bearer_token: SecretStr | None = Field(default=None, description="Bearer token /metrics requires; "
+                                           "unset: /metrics is open.")
     # Key names as label values (team cost/tokens, key budgets). Off: only teams (bounded by the config).
     key_labels: bool = False
     # How often the store is pinged (gateway_store_up, store latency) and budget gauges refreshed.

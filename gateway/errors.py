@@ -108,6 +108,35 @@ class PayloadTooLargeError(GatewayError):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaTypeError(GatewayError):
+    status = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_content_encoding"
+
+
+class RequestTimeoutError(GatewayError):
+    """The client did not send its whole request in time."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLargeError(GatewayError):
+    status = 431
+    error_type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
+
+
+class ClientClosedRequestError(GatewayError):
+    """The client went away before its request was read whole: nobody reads the answer (499, as
+    nginx logs it)."""
+
+    status = 499
+    error_type = "invalid_request_error"
+    default_code = "client_closed_request"
+
+
 class RateLimitError(GatewayError):
     status = 429
     error_type = "rate_limit_error"
@@ -124,6 +153,12 @@ class InternalError(GatewayError):
     status = 500
     error_type = "api_error"
     default_code = "internal_error"
+
+
+class TooManyConnectionsError(GatewayError):
+    status = 503
+    error_type = "api_error"
+    default_code = "too_many_connections"
 
 
 class StoreUnavailableError(GatewayError):

@@ -125,6 +125,10 @@ class _FoldFirst:
         return iter(())
 
 
+# Why the server refused or cut a client connection (gateway_connections_refused_total's `reason`).
+REFUSAL_REASONS = ("max_connections", "headers_too_large", "header_timeout", "body_timeout", "bad_request")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -231,9 +235,21 @@ class Metrics:
                                      "config routes to (joins circuit state to aliases)",
                                      ["alias", "deployment", "provider"], registry=r, multiprocess_mode="livemax")
         self._deployments: set[tuple[str, str, str]] = set()
+        # --- edge ---
+        self.connections_refused = Counter("gateway_connections_refused", "Client connections the server "
+                                           "refused or cut, by reason (max_connections, headers_too_large, "
+                                           "header_timeout, body_timeout, bad_request)", ["reason"], registry=r)
+        self.auth_failures = Counter("gateway_auth_failures", "Failed authentications, and requests refused "
+                                     "because their address failed too often (outcome: failed, throttled)",
+                                     ["outcome"], registry=r)
+        # --- end edge ---
         # Series that exist from the start (0), so rates and alerts see them before the first event.
         for operation in ("settle", "budget", "cache", "routing_read", "budget_read"):
             self.store_errors.labels(operation)
+        for reason in REFUSAL_REASONS:
+            self.connections_refused.labels(reason)
+        for outcome in ("failed", "throttled"):
+            self.auth_failures.labels(outcome)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
         self.key_labels = False  # metrics.key_labels: the config opts in to key names as label values

@@ -110,8 +110,10 @@ class Pipeline:
         self._annotators: dict[str, Callable[[RequestContext, JSONReply | None, GatewayError | None], None]] = {
             stage.name: stage.annotate for stage in stages if hasattr(stage, "annotate")}
 
-    async def handle(self, ctx: RequestContext) -> Reply:
-        ctx.principal = self.auth.authenticate(ctx.headers)
+    async def handle(self, ctx: RequestContext, *, authenticated: bool = False) -> Reply:
+        """`authenticated`: the endpoint has put the caller in `ctx.principal` already."""
+        if not authenticated:
+            ctx.principal = self.auth.authenticate(ctx.headers)
         table = self.router.table
         if table.get(ctx.alias) is None:
             alias = table.resolve(ctx.alias)

@@ -7,6 +7,13 @@ sender also pays the receiver's share of the TCP work: measured here, the second
 as much CPU as everything the gateway's own code does to route a request. Holding the head until
 the body's first bytes follow (they always do at once for the gateway's answers, JSON or the first
 SSE event) makes one send of the two.
+
+The protocol also bounds what one client may hold before the app sees its request (uvicorn bounds none
+of it): the size and number of a request's header fields (431), the time its headers and its body may
+take to arrive (408), how long a connection may wait for its first request, and how many connections
+are open at once (503). Each refusal is an OpenAI-shaped JSON error, counted in
+gateway_connections_refused_total. None of this costs a timer on the common path: a deadline is armed
+only when a read ends with a request's head or body unfinished.
 """
 
 from __future__ import annotations
@@ -14,7 +21,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gateway.config import ServerConfig
+from gateway.errors import (
+    GatewayError,
+    HeadersTooLargeError,
+    InvalidRequestError,
+    RequestTimeoutError,
+    TooManyConnectionsError,
+)
+from gateway.metrics import Metrics
+from gateway.middleware.edge import READ_TIMED_OUT
 
 _HEAD_START = b"HTTP/1."
 _HEAD_END = b"\r\n\r\n"
@@ -68,10 +89,145 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def error_response(error: GatewayError) -> bytes:
+    """A whole answer, written by the protocol itself (there is no request for the app to answer):
+    the error's OpenAI body, and the connection closed after it."""
+    body = error.to_body()
+    head = [STATUS_LINE[error.http_status], b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body), b"connection: close\r\n"]
+    head.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in error.headers.items())
+    return b"".join(head) + b"\r\n" + body
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (parsing, keep-alive, flow control, pipelining: all uvicorn's)
-    writing through a CoalescingTransport."""
+    writing through a CoalescingTransport, with the bounds of `server:` on each connection."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        services = getattr(getattr(self.app, "state", None), "services", None)
+        runtime = getattr(services, "runtime", None)
+        limits: ServerConfig = runtime.config.server if runtime is not None else ServerConfig()
+        self.metrics: Metrics | None = getattr(services, "metrics", None)
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.max_connections = limits.max_connections
+        # uvicorn declares an int; the event loop's timers take seconds as a float.
+        self.timeout_keep_alive = cast(int, limits.keepalive_timeout)
+        # Between requests and until a request's headers are complete; the bytes read meanwhile.
+        self._reading_head = True
+        self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
         super().connection_made(cast(asyncio.Transport, coalescing))
+        if len(self.connections) > self.max_connections:
+            self._refuse(TooManyConnectionsError(
+                "The gateway has too many open connections; retry shortly.", headers={"retry-after": "1"}),
+                "max_connections")
+            return
+        # uvicorn arms its keep-alive timer only after a first answer: a connection that never sends
+        # a request would be held forever.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._reading_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__  # what a parser callback raised, if one did
+            if isinstance(refused, HeadersTooLargeError):
+                self._refuse(refused, "headers_too_large")
+            else:
+                self._refuse(InvalidRequestError("The request is not valid HTTP/1.1.", code="invalid_http_request"),
+                             "bad_request")
+            return
+        if self._reading_head:
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(self._too_large(), "headers_too_large")
+            elif self._head_bytes and self._deadline is None:
+                self._deadline = self.loop.call_later(self.header_timeout, self._head_late)
+        elif self._deadline is None:
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                self._deadline = self.loop.call_later(self.body_timeout, self._body_late)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._disarm()
+        if len(self.headers) > self.max_headers or (
+                # The bytes read may include body bytes that came with the head: measure the head itself.
+                self._head_bytes > self.max_header_bytes
+                and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_header_bytes):
+            raise self._too_large()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True
+        self._head_bytes = 0
+        self._disarm()
+
+    def _too_large(self) -> HeadersTooLargeError:
+        return HeadersTooLargeError(f"The request's headers are too large: at most {self.max_headers} fields and "
+                                    f"{self.max_header_bytes} bytes with the request line.")
+
+    def _head_late(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A pipelined request arriving while the one before it is answered: its clock starts later.
+            self._deadline = self.loop.call_later(self.header_timeout, self._head_late)
+            return
+        self._refuse(RequestTimeoutError(f"The request's headers did not arrive within {self.header_timeout:g}s."),
+                     "header_timeout")
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or (cycle.response_started and not cycle.response_complete):
+            return
+        if cycle.response_complete:  # answered already (say, 401 before the body): nobody waits for more
+            self._count("body_timeout")
+            self.transport.close()
+            return
+        cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
+        self._refuse(RequestTimeoutError(f"The request's body did not arrive within {self.body_timeout:g}s."),
+                     "body_timeout")
+        # The app is waiting for the rest of the body: it learns the client is gone, and answers nobody.
+        cycle.disconnected = True
+        cycle.message_event.set()
+
+    def _refuse(self, error: GatewayError, reason: str) -> None:
+        self._count(reason)
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(error_response(error))
+            self.transport.close()
+
+    def _count(self, reason: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.child(metrics.connections_refused, reason).inc()
+
+    def _disarm(self) -> None:
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.cancel()
+            self._deadline = None

@@ -17,6 +17,7 @@ from gateway.pipeline import JSONReply
 from gateway.ratelimit.keys import KeyRegistry, parse_spec
 from gateway.routes.asgi import read_body, request_headers, send_json
 from gateway.runtime import Services
+from gateway.schemas.body import parse_json
 
 Reloader = Callable[[], Awaitable[tuple[bool, list[str], str]]]
 
@@ -37,7 +38,7 @@ class ReloadEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["method"] != "POST":
-            raise MethodNotAllowedError("Use POST to reload the config.")
+            raise MethodNotAllowedError("Use POST to reload the config.", headers={"allow": "POST"})
         require_master(self.services, scope)
         ok, problems, digest = await self.reload()
         body = {"reloaded": ok, "config": digest, "problems": problems}
@@ -57,7 +58,7 @@ class SpendEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["method"] != "GET":
-            raise MethodNotAllowedError(f"Use GET for {scope['path']}.")
+            raise MethodNotAllowedError(f"Use GET for {scope['path']}.", headers={"allow": "GET"})
         require_master(self.services, scope)
         store = self.services.store
         assert store is not None
@@ -93,13 +94,10 @@ class CachePurgeEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["method"] != "POST":
-            raise MethodNotAllowedError("Use POST to purge the cache.")
+            raise MethodNotAllowedError("Use POST to purge the cache.", headers={"allow": "POST"})
         require_master(self.services, scope)
         raw = await read_body(receive, request_headers(scope), 64 * 1024)
-        try:
-            body = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError("The body must be a JSON object.", code="invalid_json") from None
+        body = parse_json(raw) if raw.strip() else {}
         if not isinstance(body, dict) or set(body) - {"alias", "key", "team", "global"}:
             raise InvalidRequestError("Give a JSON object with any of: alias, and one of key, team, global.")
         scopes = [name for name in ("key", "team", "global") if body.get(name)]
@@ -162,7 +160,8 @@ class KeysEndpoint:
             record = await registry.revoke(key_id)
             await send_json(send, JSONReply(200, orjson.dumps(record.public())))
         else:
-            raise MethodNotAllowedError(f"{method} is not supported on {scope['path']}.")
+            allow = "GET, POST" if key_id is None else "GET, PATCH, DELETE"
+            raise MethodNotAllowedError(f"{method} is not supported on {scope['path']}.", headers={"allow": allow})
 
     def _check_names(self, spec: dict[str, Any]) -> None:
         config = self.services.current().config

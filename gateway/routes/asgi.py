@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import PayloadTooLargeError
+from gateway.errors import ClientClosedRequestError, PayloadTooLargeError
 from gateway.pipeline import JSONReply, StreamReply
 from gateway.providers.sse import DONE
+from gateway.schemas.body import decode_body
 
 JSON_TYPE = (b"content-type", b"application/json")
 # How long the provider may take to end its stream once the client has its whole answer.
@@ -27,28 +28,37 @@ def request_headers(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it is known to pass `limit`."""
+    """The whole request body, refused with 413 as soon as it is known to pass `limit` (decompressed,
+    when it came with a Content-Encoding)."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"The request body is {declared} bytes; the limit is {limit} bytes.")
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
+        if message["type"] == "http.disconnect":
+            raise _client_gone()
         if len(body) > limit:
             raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-        return body
+        encoding = headers.get("content-encoding")
+        return body if encoding is None else decode_body(body, encoding, limit)
     parts = [body]
     size = len(body)
     while message.get("more_body"):
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise _client_gone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
         parts.append(chunk)
-    return b"".join(parts)
+    encoding = headers.get("content-encoding")
+    return b"".join(parts) if encoding is None else decode_body(b"".join(parts), encoding, limit)
+
+
+def _client_gone() -> ClientClosedRequestError:
+    return ClientClosedRequestError("The client closed the connection before its request body arrived.")
 
 
 def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:

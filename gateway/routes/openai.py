@@ -20,7 +20,7 @@ class ModelsEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["method"] != "GET":
-            raise MethodNotAllowedError(f"Use GET for {scope['path']}.")
+            raise MethodNotAllowedError(f"Use GET for {scope['path']}.", headers={"allow": "GET"})
         runtime = self.services.current()
         principal = runtime.auth.authenticate(request_headers(scope))
         created = int(runtime.table.created)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
 
+from gateway.auth import presented_key
+from gateway.errors import AuthenticationError
 from gateway.metrics import CONTENT_TYPE
 from gateway.pipeline import JSONReply
-from gateway.routes.asgi import send_json
+from gateway.routes.asgi import request_headers, send_json
 from gateway.runtime import Services
 
 
@@ -48,6 +51,12 @@ class MetricsEndpoint:
         self.services = services
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        token = self.services.current().config.metrics.bearer_token
+        if token is not None:
+            presented = presented_key(request_headers(scope)) or ""
+            if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+                raise AuthenticationError("/metrics needs 'Authorization: Bearer <metrics.bearer_token>'.",
+                                          code="invalid_metrics_token", headers={"www-authenticate": "Bearer"})
         await self.services.idle.drain()  # calls answered before this scrape are counted in it
         payload = self.services.metrics.exposition()
         await send({"type": "http.response.start", "status": 200,

@@ -118,6 +118,8 @@ class EmbeddingRequest(_Open):
     input: str | Annotated[list[str], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(min_length=1)]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: PositiveInt | None = None
+    # Embeddings do not stream (OpenAI refuses `stream: true` too).
+    stream: Literal[False] | None = None
     user: str | None = None
 
 

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
 # Third-party libraries that exactly one place may import.
 OWNERS = {
     "aiohttp": set(),  # tests' fake upstreams only: the gateway's client is gateway/httpclient.py
-    "httptools": {"httpclient"},
+    "httptools": {"httpclient", "server"},
     "prometheus_client": {"metrics"},
     "starlette": {"app", "routes", "middleware"},
     "redis": {"store"},
