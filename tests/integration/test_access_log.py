@@ -49,7 +49,7 @@ def send_all(gw: GatewayServer) -> list[httpx.Response]:
 
 
 def test_one_line_per_request_with_the_fields_and_no_secret(caplog: pytest.LogCaptureFixture) -> None:
-    with GatewayServer(CONFIG) as gw, caplog.at_level(logging.INFO, logger="gateway.access"):
+    with caplog.at_level(logging.INFO, logger="gateway.access"), GatewayServer(CONFIG) as gw:
         answers = send_all(gw)
     records = access_records(caplog)
     assert len(records) == len(answers)
@@ -66,7 +66,8 @@ def test_one_line_per_request_with_the_fields_and_no_secret(caplog: pytest.LogCa
     stream = by_id[answers[2].headers["x-request-id"]].fields  # type: ignore[attr-defined]
     assert stream["stream"] is True and stream["status"] == 200 and stream["completion_tokens"] > 0
     refused = by_id[answers[3].headers["x-request-id"]].fields  # type: ignore[attr-defined]
-    assert refused["status"] == 401 and refused["error"] == "invalid_request_error" and refused["key"] == "anonymous"
+    # Refused before its body was read: nothing the anonymous client sent (its model) is logged.
+    assert refused["status"] == 401 and refused["error"] == "invalid_request_error" and "alias" not in refused
     invalid = by_id[answers[4].headers["x-request-id"]].fields  # type: ignore[attr-defined]
     assert invalid["status"] == 400 and "key" not in invalid  # refused before a context existed
     formatter = JsonFormatter()
@@ -80,7 +81,7 @@ def test_one_line_per_request_with_the_fields_and_no_secret(caplog: pytest.LogCa
 
 def test_prompts_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None:
     config = CONFIG.replace("log_prompts: false", "log_prompts: true")
-    with GatewayServer(config) as gw, caplog.at_level(logging.INFO, logger="gateway.access"):
+    with caplog.at_level(logging.INFO, logger="gateway.access"), GatewayServer(config) as gw:
         body = {"model": "demo", "messages": [{"role": "user", "content": PROMPT}]}
         assert httpx.post(gw.url + "/v1/chat/completions", json=body, headers=HEADERS).status_code == 200
     (record,) = access_records(caplog)
@@ -90,7 +91,7 @@ def test_prompts_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_access_log_off(caplog: pytest.LogCaptureFixture) -> None:
     config = CONFIG.replace("access_log: true", "access_log: false")
-    with GatewayServer(config) as gw, caplog.at_level(logging.INFO, logger="gateway.access"):
+    with caplog.at_level(logging.INFO, logger="gateway.access"), GatewayServer(config) as gw:
         body = {"model": "demo", "messages": [{"role": "user", "content": PROMPT}]}
         assert httpx.post(gw.url + "/v1/chat/completions", json=body, headers=HEADERS).status_code == 200
     assert access_records(caplog) == []
