@@ -26,14 +26,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Control characters as escapes: a value a client chose (a model name with a newline) cannot start a
+# line of its own and pass for another record.
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                                                   ord("\\"): "\\\\", 127: "\\x7f"}
+
+
+def escape(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
-    """Plain lines for a terminal: the message, then the structured fields as key=value."""
+    """Plain lines for a terminal: the message, then the structured fields as key=value. One record is
+    one line (a traceback follows on lines of its own); control characters in the message and the
+    fields are escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return escape(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            line += " " + " ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in fields.items() if v is not None)
         return line
 
 

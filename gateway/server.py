@@ -89,6 +89,16 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def _services(app: Any) -> Any:
+    """The gateway's services, under whatever uvicorn wrapped the app in (proxy headers, trace logging)."""
+    for _ in range(4):
+        state = getattr(app, "state", None)
+        if state is not None:
+            return getattr(state, "services", None)
+        app = getattr(app, "app", None)
+    return None
+
+
 def error_response(error: GatewayError) -> bytes:
     """A whole answer, written by the protocol itself (there is no request for the app to answer):
     the error's OpenAI body, and the connection closed after it."""
@@ -106,7 +116,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        services = getattr(getattr(self.app, "state", None), "services", None)
+        services = _services(self.app)
         runtime = getattr(services, "runtime", None)
         limits: ServerConfig = runtime.config.server if runtime is not None else ServerConfig()
         self.metrics: Metrics | None = getattr(services, "metrics", None)
