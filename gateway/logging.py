@@ -41,7 +41,7 @@ class TextFormatter(logging.Formatter):
     one line (a traceback follows on lines of its own); control characters in the message and the
     fields are escaped."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         return escape(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:

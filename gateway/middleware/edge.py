@@ -43,6 +43,8 @@ READ_TIMED_OUT = "gateway.read_timed_out"
 # Azure OpenAI's paths: /openai/deployments/{deployment}/chat/completions and the like.
 AZURE_PREFIX = "/openai/deployments/"
 AZURE_DEPLOYMENT = "gateway.azure_deployment"
+# Never throttled: a load balancer's or the kubelet's checks may share an address with a bad client.
+PROBES = frozenset({"/healthz", "/readyz"})
 
 log = get_logger("errors")
 
@@ -112,7 +114,7 @@ class EdgeMiddleware:
         error: GatewayError | None = None
         throttle = self.throttle
         try:
-            if throttle is not None and throttle.blocked:
+            if throttle is not None and throttle.blocked and path not in PROBES:
                 self._check_throttle(throttle, scope)
             if endpoint is not None:
                 await endpoint(scope, receive, send_with_id)
@@ -142,8 +144,11 @@ class EdgeMiddleware:
     def _azure(self, scope: dict[str, Any], path: str) -> ASGIApp | None:
         rest = path[len(AZURE_PREFIX):]
         for end, endpoint in self.azure_paths:
-            if rest.endswith(end) and len(rest) > len(end):
-                scope[AZURE_DEPLOYMENT] = rest[:-len(end)]
+            if rest.endswith(end):  # the longest end that fits decides: no deployment is no match
+                deployment = rest[:-len(end)]
+                if not deployment:
+                    return None
+                scope[AZURE_DEPLOYMENT] = deployment
                 return endpoint
         return None
 
