@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from gateway.auth import Authenticator, presented_key, redact
-from gateway.config import parse_config
+from gateway.auth import Authenticator, FailureThrottle, presented_key, redact
+from gateway.config import AuthThrottleConfig, parse_config
 from gateway.errors import AuthenticationError, PermissionDeniedError
 
 KEY = "sk-team-key-0123456789abcdef"
@@ -68,3 +68,37 @@ def test_helpers() -> None:
     assert presented_key({"api-key": "  "}) is None
     assert redact("short") == "***"
     assert redact("sk-0123456789abcdefghijkl") == "sk-***ijkl"
+
+
+def test_failure_throttle_refuses_an_address_for_the_rest_of_its_window() -> None:
+    now = [100.0]
+    throttle = FailureThrottle(AuthThrottleConfig(failures=3, window=60), clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") is None and not throttle.blocked
+    now[0] = 110.0
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 50.0  # the window began at the first failure
+    assert throttle.retry_after("10.0.0.2") is None
+    now[0] = 160.0
+    assert throttle.retry_after("10.0.0.1") is None and not throttle.blocked
+
+
+def test_failure_throttle_starts_a_new_window_and_forgets_old_addresses() -> None:
+    now = [0.0]
+    throttle = FailureThrottle(AuthThrottleConfig(failures=2, window=10, max_addresses=2), clock=lambda: now[0])
+    throttle.failed("a")
+    now[0] = 11.0
+    throttle.failed("a")  # the first failure's window is over: one failure in this one
+    assert not throttle.blocked
+    throttle.failed("b")
+    throttle.failed("c")  # "a" is the oldest and is forgotten
+    throttle.failed("a")
+    assert not throttle.blocked
+
+
+def test_failure_throttle_off() -> None:
+    throttle = FailureThrottle(AuthThrottleConfig(failures=0))
+    for _ in range(100):
+        throttle.failed("a")
+    assert not throttle.blocked

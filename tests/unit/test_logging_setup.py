@@ -77,3 +77,10 @@ def test_apply_level_leaves_unmanaged_logging_alone(stderr: Err) -> None:
     before = logging.getLogger("gateway").level
     gwlog.apply_level("debug")
     assert logging.getLogger("gateway").level == before
+
+
+def test_text_lines_escape_control_characters() -> None:
+    record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "msg\rwith\nbreaks", None, None)
+    record.fields = {"alias": "m\n2026-01-01 INFO forged", "tab": "a\tb", "back": "c\\d"}  # type: ignore[attr-defined]
+    line = gwlog.TextFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "INFO msg\\rwith\\nbreaks alias=m\\n2026-01-01 INFO forged tab=a\\tb back=c\\\\d"
