@@ -180,7 +180,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._disarm()
+        if self._deadline is not None:
+            self._disarm()
         if len(self.headers) > self.max_headers or (
                 # The bytes read may include body bytes that came with the head: measure the head itself.
                 self._head_bytes > self.max_header_bytes
@@ -192,7 +193,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
-        self._disarm()
+        if self._deadline is not None:
+            self._disarm()
 
     def _too_large(self) -> HeadersTooLargeError:
         return HeadersTooLargeError(f"The request's headers are too large: at most {self.max_headers} fields and "
