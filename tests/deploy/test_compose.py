@@ -43,7 +43,7 @@ def test_the_stack(services: dict[str, dict[str, Any]]) -> None:
         assert gw["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
         assert gw["read_only"] is True and "/tmp" in gw["tmpfs"]
         for mapping in gw["ports"]:
-            assert mapping.startswith("127.0.0.1:"), "clients go through the load balancer; the host alone reaches a replica"
+            assert mapping.startswith("127.0.0.1:"), "clients use the load balancer; only the host reaches a replica"
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(services: dict[str, dict[str, Any]]) -> None:
