@@ -36,7 +36,6 @@ RUN groupadd --system --gid 10001 gateway \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/tiktoken /opt/tiktoken
 COPY config/gateway.yaml /etc/gateway/gateway.yaml
-COPY config/prices.yaml /app/config/prices.yaml
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     TIKTOKEN_CACHE_DIR=/opt/tiktoken \

@@ -14,7 +14,7 @@ from gateway.config import ConfigError, default_config_path, load_config
 
 def _print_problems(lead: str, problems: Sequence[str], *, what: str = "", field: str = "") -> None:
     """`lead: N problem(s)what` on stderr, then each problem on a line of its own (after `field`)."""
-    print(f"{lead}: {len(problems)} problem(s){what}", file=sys.stderr)
+    print(f"{lead}: {_count(len(problems), 'problem')}{what}", file=sys.stderr)
     for problem in problems:
         print(f"  {field}{problem}", file=sys.stderr)
 
@@ -25,18 +25,28 @@ def _check(path: str) -> int:
     except ConfigError as error:
         _print_problems(path, error.problems)
         return 1
-    from gateway.accounting.prices import PriceError, load_prices
+    from gateway.accounting.prices import PriceError, load_prices, unpriced_budget_problem
 
     try:
         prices = load_prices(config.accounting.prices_file)
     except PriceError as error:
         _print_problems(path, str(error).splitlines(), what=" in the price table", field="accounting.prices_file: ")
         return 1
-    print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} model aliases, "
-          f"{len(config.auth.keys)} keys, {sum(len(m) for m in prices.values())} prices, config {config.digest()})")
+    problem = unpriced_budget_problem(config)
+    if problem:
+        _print_problems(path, [problem])
+        return 1
+    print(f"{path}: ok ({_count(len(config.providers), 'provider')}, {_count(len(config.models), 'model alias')}, "
+          f"{_count(len(config.auth.keys), 'key')}, {_count(sum(len(m) for m in prices.values()), 'price')}, "
+          f"config {config.digest()})")
     for pattern, alias in config.model_patterns.items():
         print(f"  model names matching {pattern} go to {alias}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _serve(args: argparse.Namespace) -> int:
