@@ -27,7 +27,8 @@ NOTES: dict[str, str] = yaml.safe_load((Path(__file__).parent / "config-notes.ya
 # Each top-level section's concept page (relative to configuration-reference.md).
 SECTION_PAGES = {
     "server": "deployment.md", "store": "deployment.md#redis-topology", "auth": "keys-and-limits.md",
-    "providers": "providers.md", "models": "routing.md", "accounting": "accounting.md", "cache": "cache.md",
+    "providers": "providers.md", "models": "routing.md", "model_patterns": "routing.md",
+    "accounting": "accounting.md", "cache": "cache.md",
     "limits_defaults": "keys-and-limits.md", "logging": "observability.md", "metrics": "observability.md",
     "reload": "configuration.md#hot-reload",
 }
@@ -47,7 +48,8 @@ def render() -> str:
         out.append(f"## `{name}`\n")
         if page:
             out.append(f"Explained in [{page.split('#')[0].removesuffix('.md').replace('-', ' ')}]({page}).\n")
-        rows = list(_rows(name, field.annotation, field, _note(config_module.GatewayConfig, name)))
+        comment = _comments(config_module.GatewayConfig).get(name) or _note(config_module.GatewayConfig, name)
+        rows = list(_rows(name, field.annotation, field, comment))
         out.append("| field | type | default | meaning |\n|---|---|---|---|")
         out.extend(f"| `{path}` | {kind} | {default} | {text} |" for path, kind, default, text in rows)
         out.append("")

@@ -608,7 +608,8 @@ def check_references(config: GatewayConfig) -> list[str]:
     problems.extend(_fallback_cycles(config))
     for pattern, alias in config.model_patterns.items():
         if alias not in config.models:
-            problems.append(f"model_patterns.{pattern}: unknown model alias '{alias}'")
+            problems.append(f"model_patterns.{pattern}: unknown model alias '{alias}'"
+                            + did_you_mean(alias, config.models))
     for name, provider in config.providers.items():
         if isinstance(provider, AzureProvider) and not provider.base_url:
             problems.append(f"providers.{name}.base_url: required for Azure (https://NAME.openai.azure.com)")
