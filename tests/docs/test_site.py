@@ -15,9 +15,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from gateway import config as config_module
+from gateway.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -106,3 +108,20 @@ def test_every_metric_is_in_the_one_metrics_reference() -> None:
     reference = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
     assert len(names) > 20
     assert [name for name in sorted(names) if f"`{name}" not in reference] == []
+
+
+def test_the_readmes_first_real_provider_is_the_shipped_config_uncommented() -> None:
+    remaining = 0
+    lines = []
+    for line in (ROOT / "config" / "gateway.yaml").read_text().splitlines():
+        if line.startswith(("  # openai:", "  # gpt-4o-mini:")):
+            remaining = 3 if "openai:" in line else 5
+        if remaining:
+            line, remaining = line.replace("# ", "", 1), remaining - 1
+        lines.append(line)
+    config = parse_config("\n".join(lines), env={"OPENAI_API_KEY": "sk-x"})
+    text = README.read_text(encoding="utf-8")
+    (example,) = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)\n```", text, re.S)]
+    assert set(example["providers"]) <= set(config.providers)
+    assert set(example["models"]) <= set(config.models)
+    assert config.models["gpt-4o-mini"].deployments[0].provider == "openai"
