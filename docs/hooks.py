@@ -56,12 +56,6 @@ def render() -> str:
     return "\n".join(out)
 
 
-def field_paths() -> list[str]:
-    """Every path the reference lists (for the tests)."""
-    return [path for name, field in config_module.GatewayConfig.model_fields.items()
-            for path, *_ in _rows(name, field.annotation, field, "")]
-
-
 def _rows(path: str, annotation: Any, field: Any, comment: str = "") -> Iterator[tuple[str, str, str, str]]:
     models = _models_in(annotation)
     text = _describe(field) or comment
