@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# llm-gateway container image: docs/deploy.md ("Container image").
+# llm-gateway container image: docs/deployment.md ("Container image").
 #
 #   docker build -t llm-gateway .
 #   docker run -p 8080:8080 -v $PWD/config/gateway.yaml:/etc/gateway/gateway.yaml:ro llm-gateway
@@ -22,7 +22,7 @@ COPY gateway ./gateway
 RUN pip install . && python -m compileall -q /opt/venv
 # Tokenizer files. cl100k_base ships with the repository (tests/data/tiktoken, under the file name
 # tiktoken gives it in its cache); o200k_base (gpt-4o family) is fetched now if the build has network
-# and skipped otherwise: the gateway then estimates those counts (docs/deploy.md).
+# and skipped otherwise: the gateway then estimates those counts (docs/deployment.md).
 COPY tests/data/tiktoken/ /opt/tiktoken/
 RUN rm -f /opt/tiktoken/README.md \
  && python -c "import tiktoken; tiktoken.get_encoding('cl100k_base'); print('tiktoken: cl100k_base baked in')" \
@@ -36,7 +36,6 @@ RUN groupadd --system --gid 10001 gateway \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/tiktoken /opt/tiktoken
 COPY config/gateway.yaml /etc/gateway/gateway.yaml
-COPY config/prices.yaml /app/config/prices.yaml
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     TIKTOKEN_CACHE_DIR=/opt/tiktoken \

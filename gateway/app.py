@@ -98,6 +98,19 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
 
 
+def report_estimates(tokens: TokenCounter, config: GatewayConfig) -> None:
+    """One line naming the aliases whose token counts (limits, budget reservations, usage a provider
+    did not report) are estimates, and what they are counted with."""
+    estimating: dict[str, list[str]] = {}
+    for alias, spec in config.models.items():
+        models = tokens.estimating([alias, *(d.model for d in spec.deployments)])
+        if models:
+            estimating.setdefault(tokens.how(models[0]), []).append(alias)
+    for counted_with, aliases in estimating.items():
+        log.info("token counts of these aliases are estimates: their encoding is not shipped",
+                 extra={"fields": {"aliases": ", ".join(aliases), "counted_with": counted_with}})
+
+
 def routing_stats(services: Services) -> RoutingStats:  # --- routing ---
     """The process-wide routing statistics (they outlive config reloads). Tests may put a clock,
     a seeded `random.Random` and a sleep in `services.extra` under "routing.clock", "routing.rng" and
@@ -280,6 +293,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         await apply_config(services, config)
         # Tokenizer files load off the event loop; until then (or without them) counts are estimates.
         await asyncio.to_thread(services.tokens.preload)
+        report_estimates(services.tokens, config)
         # Everything built so far lives for the whole process: move it out of the collector's sight
         # so the periodic full collections no longer walk it (a pause of tens of ms under load).
         gc.collect()

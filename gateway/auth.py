@@ -55,6 +55,10 @@ class Authenticator:
         if not principal.may_use(alias):
             raise PermissionDeniedError(f"The key '{principal.name}' may not use the model '{alias}'.")
 
+    @property
+    def has_master_key(self) -> bool:
+        return bool(self._master_digest)
+
     def is_master(self, headers: Mapping[str, str]) -> bool:
         presented = presented_key(headers)
         if not self._master_digest or presented is None:

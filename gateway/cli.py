@@ -9,12 +9,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from gateway.config import ConfigError, default_config_path, load_config
+from gateway.config import ConfigError, GatewayConfig, default_config_path, load_config
 
 
 def _print_problems(lead: str, problems: Sequence[str], *, what: str = "", field: str = "") -> None:
     """`lead: N problem(s)what` on stderr, then each problem on a line of its own (after `field`)."""
-    print(f"{lead}: {len(problems)} problem(s){what}", file=sys.stderr)
+    print(f"{lead}: {_count(len(problems), 'problem')}{what}", file=sys.stderr)
     for problem in problems:
         print(f"  {field}{problem}", file=sys.stderr)
 
@@ -25,18 +25,28 @@ def _check(path: str) -> int:
     except ConfigError as error:
         _print_problems(path, error.problems)
         return 1
-    from gateway.accounting.prices import PriceError, load_prices
+    from gateway.accounting.prices import PriceError, load_prices, unpriced_budget_problem
 
     try:
         prices = load_prices(config.accounting.prices_file)
     except PriceError as error:
         _print_problems(path, str(error).splitlines(), what=" in the price table", field="accounting.prices_file: ")
         return 1
-    print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} model aliases, "
-          f"{len(config.auth.keys)} keys, {sum(len(m) for m in prices.values())} prices, config {config.digest()})")
+    problem = unpriced_budget_problem(config)
+    if problem:
+        _print_problems(path, [problem])
+        return 1
+    print(f"{path}: ok ({_count(len(config.providers), 'provider')}, {_count(len(config.models), 'model alias')}, "
+          f"{_count(len(config.auth.keys), 'key')}, {_count(sum(len(m) for m in prices.values()), 'price')}, "
+          f"config {config.digest()})")
     for pattern, alias in config.model_patterns.items():
         print(f"  model names matching {pattern} go to {alias}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -70,16 +80,50 @@ def _serve(args: argparse.Namespace) -> int:
         if fmt:
             os.environ["GATEWAY_LOG_FORMAT"] = fmt
         metrics_dir = _multiprocess_metrics_dir()  # --- observability ---
+        # uvicorn's supervisor binds the port (exiting at once when it is taken) and starts the workers.
+        _announce("gateway starting workers", config, path, host, port, workers)
         try:
             uvicorn.run("gateway.app:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
         finally:
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
+        _announce("gateway stopped", config, path, host, port, workers)
     else:
+        from gateway.server import AnnouncingServer, listen
+
+        try:
+            sock = listen(host, port)
+        except OSError as exc:
+            print(f"{path}: the gateway cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         from gateway.app import create_app
 
-        uvicorn.run(create_app(config, config_path=path), **options)  # type: ignore[arg-type]
+        server = AnnouncingServer(uvicorn.Config(create_app(config, config_path=path), **options),  # type: ignore[arg-type]
+                                  on_listening=lambda: _announce("gateway listening", config, path, host, port),
+                                  on_stopped=lambda: _announce("gateway stopped", config, path, host, port))
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+        if not server.started:
+            return 1
     return 0
+
+
+def _announce(message: str, config: GatewayConfig, path: str, host: str, port: int, workers: int = 1) -> None:
+    """What a starting or stopping gateway is: one line an operator can read without the config."""
+    from gateway.logging import get_logger
+    from gateway.store.topology import describe
+
+    store = describe(config.store.redis_url, cluster=config.store.cluster) if config.store.redis_url else "embedded"
+    keys = len(config.auth.keys)
+    auth = f"keys required ({_count(keys, 'key')} in the config)" if config.auth.required else "demo: no key needed"
+    where = f"[{host}]" if ":" in host else host
+    get_logger("server").info(message, extra={"fields": {
+        "address": f"http://{where}:{port}", "config": os.path.abspath(path), "config_hash": config.digest(),
+        "aliases": len(config.models), "store": store, "auth": auth,
+        "admin_api": "master key set" if config.auth.master_key and config.auth.master_key.get_secret_value()
+        else "closed (no master key)", "workers": workers}})
 
 
 # --- observability ---

@@ -7,10 +7,13 @@ and a reload that fails keeps the running config.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -213,8 +216,9 @@ class Price(Strict):
 
 
 class AccountingConfig(Strict):
-    # The price table; a relative path is read from the working directory. Missing → every price unknown.
-    prices_file: str = "config/prices.yaml"
+    # The price table. Empty: the one shipped with the gateway (gateway/data/prices.yaml). A relative
+    # path is read from the config file's directory. Missing → every price unknown.
+    prices_file: str = ""
     # Bound of the usage log (Redis Stream MAXLEN ~, or the in-memory deque).
     usage_log_maxlen: Annotated[int, Field(ge=1)] = 1_000_000
     # Settle writes kept for a retry when the store failed; past this the oldest are logged as lost.
@@ -518,15 +522,16 @@ class GatewayConfig(Strict):
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
     """Read, interpolate, validate and cross-check a config file; raise ConfigError listing every
-    problem with its YAML path."""
+    problem with its YAML path. Relative paths in it are read from the file's directory."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_config(text, env=env, source=str(path))
+    return parse_config(text, env=env, source=str(path), base_dir=Path(path).resolve().parent)
 
 
-def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<config>") -> GatewayConfig:
+def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<config>",
+                 base_dir: Path | None = None) -> GatewayConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -539,6 +544,8 @@ def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<c
         raise ConfigError([f"{source}: the top level must be a mapping"])
     problems: list[str] = []
     raw = interpolate_env(raw, dict(os.environ) if env is None else env, "", problems)
+    if base_dir is not None:
+        _resolve_paths(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -550,25 +557,84 @@ def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<c
     return config
 
 
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """A file named in the config is found from the config's own directory, wherever the gateway was
+    started (the working directory of a service manager or a container is rarely the config's)."""
+    accounting = raw.get("accounting")
+    if isinstance(accounting, dict):
+        prices = accounting.get("prices_file")
+        if isinstance(prices, str) and prices and not Path(prices).is_absolute():
+            accounting["prices_file"] = str(base_dir / prices)
+
+
 def _format_validation(exc: ValidationError) -> Iterator[str]:
     for error in exc.errors(include_url=False, include_input=False):
         path = ""
-        for part in error["loc"]:
+        for i, part in enumerate(error["loc"]):
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif part in _PROVIDER_TAGS:
+            elif i == 2 and error["loc"][0] == "providers" and part in _PROVIDER_TAGS:
                 continue  # the discriminated union names its member; the path needs no tag
             else:
                 path = _join(path, str(part))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = "unknown field" + did_you_mean(str(error["loc"][-1]), _fields_at(error["loc"][:-1]))
         elif error["type"] == "union_tag_invalid":
-            message = f"unknown provider type; expected one of {', '.join(sorted(_PROVIDER_TAGS))}"
+            tag = str(error.get("ctx", {}).get("tag", ""))
+            message = (f"unknown provider type '{tag}'{did_you_mean(tag, _PROVIDER_TAGS)} "
+                       f"(expected one of {', '.join(sorted(_PROVIDER_TAGS))})")
         yield f"{path or '<root>'}: {message}"
 
 
 _PROVIDER_TAGS = {"openai", "azure", "anthropic", "gemini", "bedrock", "mock"}
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest candidate to a misspelt name, or nothing."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names the model at a validation error's location accepts."""
+    node: Any = GatewayConfig
+    for part in loc:
+        node = _strip(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = field.annotation
+        elif typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]
+        elif part in _PROVIDER_TAGS:
+            members = [m for m in typing.get_args(node)
+                       if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields
+                       and typing.get_args(m.model_fields["type"].annotation) == (part,)]
+            if not members:
+                return []
+            node = members[0]
+    node = _strip(node)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _strip(node: Any) -> Any:
+    """`Annotated[X, ...]` → X, and `X | None` → X when only one model is in the union."""
+    while True:
+        origin = typing.get_origin(node)
+        args = typing.get_args(node)
+        if origin is Annotated:
+            node = args[0]
+        elif origin in (typing.Union, types.UnionType) and len([a for a in args if a is not type(None)]) == 1:
+            node = next(a for a in args if a is not type(None))
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if len(models) == 1:
+                return models[0]
+            return node
+        else:
+            return node
 
 
 def check_references(config: GatewayConfig) -> list[str]:
@@ -578,24 +644,28 @@ def check_references(config: GatewayConfig) -> list[str]:
         for i, deployment in enumerate(spec.deployments):
             where = f"models.{alias}.deployments[{i}]"
             if deployment.provider not in config.providers:
-                problems.append(f"{where}.provider: unknown provider '{deployment.provider}'")
+                problems.append(f"{where}.provider: unknown provider '{deployment.provider}'"
+                                + did_you_mean(deployment.provider, config.providers))
             if deployment.id in seen:
                 problems.append(f"{where}: duplicate deployment '{deployment.id}' (give it a name)")
             seen.add(deployment.id)
         for i, fallback in enumerate(spec.fallbacks):
             if fallback not in config.models:
-                problems.append(f"models.{alias}.fallbacks[{i}]: unknown model alias '{fallback}'")
+                problems.append(f"models.{alias}.fallbacks[{i}]: unknown model alias '{fallback}'"
+                                + did_you_mean(fallback, config.models))
             elif fallback == alias:
                 problems.append(f"models.{alias}.fallbacks[{i}]: an alias cannot fall back to itself")
         for i, fallback in enumerate(spec.context_window_fallbacks):  # --- routing ---
             if fallback not in config.models:
-                problems.append(f"models.{alias}.context_window_fallbacks[{i}]: unknown model alias '{fallback}'")
+                problems.append(f"models.{alias}.context_window_fallbacks[{i}]: unknown model alias '{fallback}'"
+                                + did_you_mean(fallback, config.models))
             elif fallback == alias:
                 problems.append(f"models.{alias}.context_window_fallbacks[{i}]: an alias cannot fall back to itself")
     problems.extend(_fallback_cycles(config))
     for pattern, alias in config.model_patterns.items():
         if alias not in config.models:
-            problems.append(f"model_patterns.{pattern}: unknown model alias '{alias}'")
+            problems.append(f"model_patterns.{pattern}: unknown model alias '{alias}'"
+                            + did_you_mean(alias, config.models))
     for name, provider in config.providers.items():
         if isinstance(provider, AzureProvider) and not provider.base_url:
             problems.append(f"providers.{name}.base_url: required for Azure (https://NAME.openai.azure.com)")
@@ -618,7 +688,8 @@ def check_references(config: GatewayConfig) -> list[str]:
         digests.add(digest)
         for j, model in enumerate(key.models or []):
             if model not in config.models:
-                problems.append(f"{where}.models[{j}]: unknown model alias '{model}'")
+                problems.append(f"{where}.models[{j}]: unknown model alias '{model}'"
+                                + did_you_mean(model, config.models))
     return problems
 
 

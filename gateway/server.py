@@ -19,9 +19,12 @@ only when a read ends with a request's head or body unfinished.
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -243,3 +246,38 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if deadline is not None:
             deadline.cancel()
             self._deadline = None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts: a port that is taken fails at once,
+    before the store, the background tasks and the lifespan exist (and could hold the exit up)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling `on_listening` once it accepts connections (the lifespan has started)
+    and `on_stopped` once its shutdown, lifespan included, is done."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None],
+                 on_stopped: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+        self.on_stopped = on_stopped
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_listening()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        self.on_stopped()

@@ -14,6 +14,8 @@ from gateway.logging import get_logger
 
 log = get_logger("tasks")
 
+_RECANCEL_AFTER = 0.05  # seconds a cancelled background task gets before it is cancelled again
+
 
 class Background:
     __slots__ = ("_name", "_task")
@@ -32,11 +34,18 @@ class Background:
             self._task = asyncio.get_running_loop().create_task(run(), name=self._name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # One cancel() is not always enough: redis-py's asyncio client can swallow a cancellation
+        # that lands at the wrong moment of a call, and the task's loop then carries on (a periodic
+        # check going back to sleep for its whole interval, and shutdown waiting for it forever).
+        # Ask again until the task has ended.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=_RECANCEL_AFTER)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class IdleWork:

@@ -1,16 +1,23 @@
 """Token counting for TPM reservations and for usage the provider did not report.
 
-Exact counts need tiktoken's encoding files, which are downloaded on first use. Where that is not
-possible (no network, no TIKTOKEN_CACHE_DIR), the gateway estimates (UTF-8 bytes / 4, rounded up),
-says so once in a log line, and counts every estimate in a metric. Encodings are loaded off the event
-loop at startup (`preload`), never on the hot path; counts of repeated message contents are cached.
+Exact counts need tiktoken's encoding files. The gateway ships `cl100k_base` (gateway/data/tiktoken,
+under the file name tiktoken gives it in its cache) and never downloads anything: an encoding whose
+file is not there is not loaded at all. A model of such an encoding (`o200k_base`: the gpt-4o,
+gpt-4.1, gpt-5 and o-series families) is counted with `cl100k_base`, close for English and code,
+and every such count is flagged as an estimate (the metric hook); without any encoding file the
+gateway estimates from the UTF-8 length (bytes / 4, rounded up). Startup says in one line which
+aliases estimate. `TIKTOKEN_CACHE_DIR` points at another directory of encoding files instead.
+Encodings are loaded off the event loop at startup (`preload`), never on the hot path; counts of
+repeated message contents are cached.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +33,15 @@ REPLY_PRIMING = 3
 # An image's token cost depends on its size, which the gateway does not fetch: a fixed upper-ish bound
 # (a high-detail 1024x1024 image is 765 tokens on gpt-4o) keeps reservations from under-counting.
 IMAGE_TOKENS = 765
+
+
+# The encoding files shipped with the gateway, and each encoding's file name in tiktoken's cache (the
+# SHA-1 of the URL tiktoken would download it from).
+SHIPPED_ENCODINGS = Path(__file__).resolve().parent / "data" / "tiktoken"
+CACHE_NAMES = {"cl100k_base": "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+               "o200k_base": "fb374d419588a4632f3f557e76b4b70aebbca790"}
+# What a model of an encoding without its file is counted with.
+STAND_IN = "cl100k_base"
 
 
 def encoding_name_for(model: str) -> str:
@@ -56,13 +72,20 @@ class TokenCounter:
                 return True
             if name in self._unavailable:
                 return False
+            # tiktoken reads its files from this directory; a file that is not there would be
+            # downloaded, so it is not asked for at all.
+            directory = os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHIPPED_ENCODINGS))
+            file = CACHE_NAMES.get(name)
+            if file is None or not (Path(directory) / file).is_file():
+                self._unavailable.add(name)
+                return False
             try:
                 import tiktoken
 
                 encoding = tiktoken.get_encoding(name)
-            except Exception as exc:  # no network, no cache dir, unknown name: estimate instead
+            except Exception as exc:  # a damaged file: estimate instead
                 self._unavailable.add(name)
-                log.warning("tokenizer encoding unavailable; token counts will be estimated",
+                log.warning("tokenizer encoding unreadable; token counts will be estimated",
                             extra={"fields": {"encoding": name, "reason": type(exc).__name__}})
                 return False
 
@@ -73,25 +96,36 @@ class TokenCounter:
             self._encoders[name] = count
             return True
 
+    def estimating(self, models: Iterable[str]) -> list[str]:
+        """The models whose counts are estimates (their encoding is not loaded)."""
+        return [model for model in models if not self.exact(model)]
+
+    def how(self, model: str) -> str:
+        """How a model's tokens are counted: its encoding, a stand-in, or the UTF-8 length."""
+        name = encoding_name_for(model)
+        if name in self._encoders:
+            return name
+        return STAND_IN if STAND_IN in self._encoders else "bytes/4"
+
     def exact(self, model: str) -> bool:
         return encoding_name_for(model) in self._encoders
 
-    def count_text(self, text: str, model: str) -> tuple[int, bool]:
-        """(tokens, exact)."""
+    def _counter(self, model: str) -> tuple[Callable[[str], int], bool]:
         name = encoding_name_for(model)
         counter = self._encoders.get(name)
         if counter is not None:
-            return counter(text), True
+            return counter, True
         self._on_estimate(name)
-        return estimate(text), False
+        return self._encoders.get(STAND_IN, estimate), False
+
+    def count_text(self, text: str, model: str) -> tuple[int, bool]:
+        """(tokens, exact)."""
+        counter, exact = self._counter(model)
+        return counter(text), exact
 
     def count_messages(self, messages: list[dict[str, Any]], model: str) -> tuple[int, bool]:
         """Prompt tokens of a chat request, message framing included."""
-        name = encoding_name_for(model)
-        counter = self._encoders.get(name)
-        if counter is None:
-            self._on_estimate(name)
-            counter = estimate
+        counter, exact = self._counter(model)
         total = REPLY_PRIMING
         for message in messages:
             total += TOKENS_PER_MESSAGE
@@ -110,7 +144,7 @@ class TokenCounter:
                             total += counter(str(function.get("arguments", "")))
                 elif key == "tool_call_id" and isinstance(value, str):
                     total += counter(value)
-        return total, counter is not estimate
+        return total, exact
 
     def count_prompt(self, operation: str, body: dict[str, Any], model: str) -> tuple[int, bool]:
         """Prompt tokens of any OpenAI request body (chat, completions, embeddings)."""

@@ -111,13 +111,38 @@ def parse_prices(raw: object, source: str = "<prices>") -> PriceTable:
     return table
 
 
+# The price table shipped with the gateway, used when the config names none.
+SHIPPED_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
+
+
+def prices_path(configured: str) -> Path:
+    """The price table a config's `accounting.prices_file` means."""
+    return Path(configured) if configured else SHIPPED_PRICES
+
+
 def load_prices(path: str | Path) -> PriceTable:
-    """The price file, or an empty table (every price unknown) when it is missing."""
-    file = Path(path)
+    """The price file (empty path: the shipped one), or an empty table (every price unknown) when it
+    is missing."""
+    file = prices_path(str(path))
     if not file.exists():
         log.warning("price file not found; every cost is unknown", extra={"fields": {"path": str(file)}})
         return {}
     return parse_prices(yaml.safe_load(file.read_text(encoding="utf-8")), str(file))
+
+
+def unpriced_budget_problem(config: GatewayConfig) -> str | None:
+    """Budgets count cost, and cost needs prices: a config with budgets whose deployments are priced
+    from a price table that is not there would admit every call for free, silently."""
+    budgets = any(k.budget for k in config.auth.keys) or any(t.budget for t in config.auth.teams.values())
+    table = prices_path(config.accounting.prices_file)
+    if not budgets or table.is_file():
+        return None
+    from_table = sorted({d.id for spec in config.models.values() for d in spec.deployments
+                         if not isinstance(d.price, Price)})
+    if not from_table:
+        return None
+    return (f"accounting.prices_file: the price table {table} does not exist, and budgets need the prices "
+            f"of {', '.join(from_table)} (fix the path, or give those deployments a `price:`)")
 
 
 def lookup(table: Mapping[str, Mapping[str, Price]], sections: Iterable[str], model: str) -> Price | None:

@@ -1,5 +1,5 @@
 """Rate limits (RPM, TPM, concurrency, per day) at key, team, alias and deployment scope, exact
-across replicas, and the gateway keys managed at run time. See README.md."""
+across replicas, and the gateway keys managed at run time. See docs/keys-and-limits.md."""
 
 from gateway.ratelimit.core import Admitted, Decision, MemoryLimiter, Refusal, ScopeLimits, ScopeState
 from gateway.ratelimit.keys import KeyRecord, KeyRegistry

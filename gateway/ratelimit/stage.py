@@ -285,12 +285,15 @@ def set_headers(headers: dict[str, str], scopes: tuple[ScopeLimits, ...], decisi
 
 
 def duration(ms: int) -> str:
-    """OpenAI's reset format: `20ms`, `1s`, `6m0s`."""
+    """OpenAI's reset format (Go's duration notation): `20ms`, `1s`, `59.999s`, `1m0s`, `6m30.5s`.
+    Seconds are never rounded up to 60: one span has exactly one spelling."""
     ms = max(0, ms)
     if ms < 1000:
         return f"{ms}ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest}s"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    seconds = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{seconds}"
+    return f"{minutes}m{seconds}" if minutes else seconds

@@ -23,9 +23,16 @@ Reloader = Callable[[], Awaitable[tuple[bool, list[str], str]]]
 
 
 def require_master(services: Services, scope: dict[str, Any]) -> None:
-    runtime = services.current()
-    if not runtime.auth.is_master(request_headers(scope)):
-        raise AuthenticationError("The admin API needs the master key (auth.master_key).")
+    auth = services.current().auth
+    if not auth.has_master_key:
+        # Otherwise the operator would be told to present a key that does not exist.
+        raise AuthenticationError(
+            "The admin API is closed: no master key is set. Set auth.master_key in the config, for example "
+            "master_key: ${GATEWAY_MASTER_KEY}, give the GATEWAY_MASTER_KEY environment variable a value, and "
+            "restart the gateway.", code="master_key_not_set")
+    if not auth.is_master(request_headers(scope)):
+        raise AuthenticationError("The admin API needs the master key (auth.master_key) as "
+                                  "'Authorization: Bearer <master key>'.")
 
 
 class ReloadEndpoint:

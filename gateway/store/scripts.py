@@ -77,7 +77,7 @@ class ScriptOps:
 
 
 # Seconds a request's applied-write markers live: longer than a write waits in the accounting retry
-# queue in any outage README.md (Deployment) plans for.
+# queue in any outage docs/deployment.md plans for.
 ONCE_TTL_SECONDS = 3600
 # A skipped write still touches the marker (EXPIRE): Redis 7.2+ makes WAIT wait only for what the
 # connection itself sent to the replicas, so a resent batch made only of skipped writes must still

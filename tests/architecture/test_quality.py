@@ -21,7 +21,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean() -> None:
-    paths = [p for p in ("gateway", "tests", "bench") if (ROOT / p).is_dir()]
+    paths = [p for p in ("gateway", "tests", "bench", "docs") if (ROOT / p).is_dir()]
     result = subprocess.run([_tool("ruff"), "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

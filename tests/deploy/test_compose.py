@@ -42,7 +42,8 @@ def test_the_stack(services: dict[str, dict[str, Any]]) -> None:
         assert (COMPOSE.parent / gw["build"]["context"] / "Dockerfile").exists()
         assert gw["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
         assert gw["read_only"] is True and "/tmp" in gw["tmpfs"]
-        assert "ports" not in gw, "clients go through the load balancer"
+        for mapping in gw["ports"]:
+            assert mapping.startswith("127.0.0.1:"), "clients use the load balancer; only the host reaches a replica"
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(services: dict[str, dict[str, Any]]) -> None:
@@ -121,3 +122,15 @@ def test_the_mounted_gateway_config_is_valid(services: dict[str, dict[str, Any]]
         assert config.store.redis_url == "redis://redis:6379/0"
         assert "demo" in config.models  # the documented curl asks for it
     assert '"model": "demo"' in COMPOSE.read_text()
+
+
+def test_the_admin_api_of_each_replica_is_reachable_from_the_host(services: dict[str, dict[str, Any]]) -> None:
+    published = {}
+    for name in gateways(services):
+        (mapping,) = services[name]["ports"]
+        address, host_port, container_port = mapping.split(":")
+        assert (address, container_port) == ("127.0.0.1", "8080")
+        published[name] = host_port
+    assert len(set(published.values())) == len(published), "each replica on a port of its own"
+    assert services["gateway-1"]["environment"]["GATEWAY_MASTER_KEY"], "the admin API needs a master key"
+    assert f"localhost:{published['gateway-1']}/admin/" in COMPOSE.read_text()  # the documented call

@@ -1,5 +1,5 @@
 """The Dockerfile, checked statically (no Docker daemon on the test machines): its instructions are
-parsed and what README.md (Deployment) promises is asserted — multi-stage, slim base, non-root USER,
+parsed and what docs/deployment.md promises is asserted — multi-stage, slim base, non-root USER,
 HEALTHCHECK, `gateway serve` entrypoint, config at /etc/gateway/gateway.yaml, tiktoken encodings baked
 in at build time; every file it copies exists and the build context (.dockerignore) lets it through."""
 
@@ -147,3 +147,13 @@ def test_every_copied_file_exists_and_is_in_the_build_context(stages: dict[str, 
                         if child.is_file() and "__pycache__" not in rel:
                             assert not ignored(rel, patterns), f"{rel} is excluded by .dockerignore"
     assert ignored("tests/unit/test_config.py", patterns), "tests stay out of the image"
+
+
+def test_every_docs_page_the_deployment_files_point_at_exists() -> None:
+    files = [ROOT / "Dockerfile", *sorted((ROOT / "deploy").rglob("*.y*ml")), ROOT / "deploy/compose/nginx.conf"]
+    pointed = {(path, page) for path in files for page in re.findall(r"docs/[\w./-]+\.md", path.read_text())}
+    assert any(path.name == "Dockerfile" for path, _ in pointed), "the Dockerfile says where its docs are"
+    for path, page in pointed:
+        assert (ROOT / page).is_file(), f"{path.relative_to(ROOT)} points at {page}, which does not exist"
+    for path in files:
+        assert "README.md (" not in path.read_text(), f"{path.relative_to(ROOT)}: the README no longer holds that"

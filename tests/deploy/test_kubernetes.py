@@ -1,5 +1,5 @@
 """deploy/kubernetes renders (kubectl kustomize, or the Python subset renderer when kubectl is absent),
-every manifest parses, and each promise of README.md (Deployment) holds: probes, resources, HPA target, PDB,
+every manifest parses, and each promise of docs/deployment.md holds: probes, resources, HPA target, PDB,
 the ConfigMap mounted as a directory (updates propagate, the watcher reloads), the Secret as env,
 non-root read-only containers, and a grace period that covers preStop + shutdown_grace + the flush."""
 
@@ -18,11 +18,22 @@ from tests.support.kustomize import KUBECTL, render, render_kubectl, render_pyth
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
+# The optional overlay: the base plus a ServiceMonitor (needs the Prometheus Operator's CRDs).
+MONITORING = ROOT / "deploy" / "kubernetes-monitoring"
 
 
 @pytest.fixture(scope="module")
 def docs() -> dict[str, dict[str, Any]]:
-    rendered = render(K8S)
+    return by_kind(K8S)
+
+
+@pytest.fixture(scope="module")
+def monitored() -> dict[str, dict[str, Any]]:
+    return by_kind(MONITORING)
+
+
+def by_kind(directory: Path) -> dict[str, dict[str, Any]]:
+    rendered = render(directory)
     by_kind: dict[str, dict[str, Any]] = {}
     for doc in rendered:
         assert doc["kind"] not in by_kind, f"two {doc['kind']}s: the checks below assume one of each"
@@ -52,13 +63,28 @@ def test_every_file_parses_and_every_kind_is_there(docs: dict[str, dict[str, Any
     for path in K8S.glob("*.yaml"):
         assert list(yaml.safe_load_all(path.read_text())), path
     assert set(docs) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap",
-                         "Secret", "ServiceMonitor"}
+                         "Secret"}, "the base applies on a cluster without the Prometheus Operator's CRDs"
     for doc in docs.values():
         assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "llm-gateway"
 
 
+def test_the_monitoring_overlay_adds_only_the_servicemonitor(docs: dict[str, dict[str, Any]],
+                                                             monitored: dict[str, dict[str, Any]]) -> None:
+    assert set(monitored) - set(docs) == {"ServiceMonitor"}
+    for kind, doc in docs.items():
+        assert monitored[kind] == doc, kind
+    assert monitored["ServiceMonitor"]["metadata"]["labels"]["app.kubernetes.io/name"] == "llm-gateway"
+
+
+def test_no_deprecated_kustomize_fields() -> None:
+    for directory in (K8S, MONITORING):
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        assert not {"commonLabels", "bases", "patchesStrategicMerge", "vars"} & set(kustomization), directory
+
+
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed: only the Python renderer ran")
-def test_the_python_renderer_agrees_with_kubectl() -> None:
+@pytest.mark.parametrize("directory", [K8S, MONITORING], ids=lambda d: d.name)
+def test_the_python_renderer_agrees_with_kubectl(directory: Path) -> None:
     def key(doc: dict[str, Any]) -> tuple[str, str]:
         return doc["kind"], doc["metadata"]["name"]
 
@@ -69,8 +95,8 @@ def test_the_python_renderer_agrees_with_kubectl() -> None:
         constraints = doc["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
         return [c.pop("labelSelector", None) for c in constraints]
 
-    ours = sorted(render_python(K8S), key=key)
-    theirs = sorted(render_kubectl(K8S), key=key)
+    ours = sorted(render_python(directory), key=key)
+    theirs = sorted(render_kubectl(directory), key=key)
     assert [key(d) for d in ours] == [key(d) for d in theirs]
     for mine, real in zip(ours, theirs, strict=True):
         spread_selectors(mine)
@@ -162,7 +188,8 @@ def test_hpa_on_cpu(docs: dict[str, dict[str, Any]]) -> None:
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
 
 
-def test_pdb_service_and_servicemonitor_select_the_pods(docs: dict[str, dict[str, Any]]) -> None:
+def test_pdb_service_and_servicemonitor_select_the_pods(docs: dict[str, dict[str, Any]],
+                                                        monitored: dict[str, dict[str, Any]]) -> None:
     labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     selector = docs["Deployment"]["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
@@ -175,7 +202,7 @@ def test_pdb_service_and_servicemonitor_select_the_pods(docs: dict[str, dict[str
     assert service["spec"]["selector"].items() <= labels.items()
     (port,) = service["spec"]["ports"]
     assert port["targetPort"] in {p["name"] for p in container(docs)["ports"]}
-    monitor = docs["ServiceMonitor"]
+    monitor = monitored["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["endpoints"]
@@ -186,3 +213,21 @@ def test_image_is_set_by_the_kustomization(docs: dict[str, dict[str, Any]]) -> N
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     (rule,) = kustomization["images"]
     assert container(docs)["image"] == f"{rule['newName']}:{rule['newTag']}"
+
+
+def test_one_grace_period_arithmetic_in_the_docs_and_every_manifest(docs: dict[str, dict[str, Any]]) -> None:
+    """preStop + shutdown_grace + 10: the same margin in the docs, the Deployment and compose."""
+    margin = 10
+    assert margin >= drain.__kwdefaults__["deadline_s"]
+    pre_stop = float(container(docs)["lifecycle"]["preStop"]["exec"]["command"][1])
+    grace = gateway_config(docs).server.shutdown_grace
+    assert pod(docs)["terminationGracePeriodSeconds"] == pre_stop + grace + margin
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    assert f"preStop + shutdown_grace + {margin}`" in page
+    assert f"terminationGracePeriodSeconds: {int(pre_stop + grace + margin)}`" in page
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    compose_config = parse_config((ROOT / "deploy" / "compose" / "gateway.yaml").read_text(),
+                                  env={"GATEWAY_MASTER_KEY": "x"})
+    stop = compose["x-gateway"]["stop_grace_period"]
+    assert stop == f"{int(compose_config.server.shutdown_grace + margin)}s"
+    assert f"stop_grace_period: {stop}" in page

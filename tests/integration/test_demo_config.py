@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,3 +66,28 @@ def test_gateway_serve_command_starts_and_stops_cleanly() -> None:
     assert process.returncode in (0, -signal.SIGTERM)
     assert b"demo mode" in stderr  # the startup warning for auth.required: false
     assert b"Traceback" not in stderr
+
+
+def test_admin_api_without_a_master_key_says_none_is_set_and_how_to_set_one() -> None:
+    config = (ROOT / "config" / "gateway.yaml").read_text()
+    with GatewayServer(config, env={}) as gw:
+        answer = httpx.post(gw.url + "/admin/keys", headers={"Authorization": "Bearer guess"},
+                            json={"name": "x"}, timeout=10)
+        assert answer.status_code == 401
+        error = answer.json()["error"]
+        assert error["code"] == "master_key_not_set"
+        assert "no master key is set" in error["message"] and "GATEWAY_MASTER_KEY" in error["message"]
+    with GatewayServer(config, env={"GATEWAY_MASTER_KEY": "the-master"}) as gw:
+        wrong = httpx.get(gw.url + "/admin/budgets", headers={"Authorization": "Bearer guess"}, timeout=10)
+        assert wrong.status_code == 401 and "no master key" not in wrong.json()["error"]["message"]
+        # The README's create-key example, verbatim in substance, against the shipped config.
+        readme = (ROOT / "README.md").read_text()
+        (example,) = re.findall(r"-d '(\{\"name\": \"batch-job\".*?\})'", readme)
+        created = httpx.post(gw.url + "/admin/keys", headers={"Authorization": "Bearer the-master"},
+                             content=example, timeout=10)
+        assert created.status_code == 201, created.text
+        key = created.json()["key"]
+        chat = httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+        assert chat.status_code == 200
+        assert set(json.loads(example)["models"]) <= set(gw.config.models)

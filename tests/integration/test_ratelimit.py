@@ -5,6 +5,7 @@ leaves mid-stream, deployment-scope skipping, and the admin key API."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -66,7 +67,11 @@ def test_headers_then_429_with_retry_after(gw: GatewayServer, make_client: Calla
         raw = client.chat.completions.with_raw_response.create(model="gpt", messages=MSG, max_tokens=10)
         assert raw.headers["x-ratelimit-limit-requests"] == "3"  # the key is tighter than its team
         assert raw.headers["x-ratelimit-remaining-requests"] == str(2 - i)
-        assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+        # OpenAI's one spelling of a span (Go's duration notation): `59.999s` or `1m0s`, never `60s`.
+        for header in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+            reset = raw.headers[header]
+            assert re.fullmatch(r"\d+ms|(?:[1-9]\d*m)?(?:0|[1-9]\d?)(?:\.\d*[1-9])?s", reset), reset
+            assert not re.fullmatch(r"(?:6\d|[7-9]\d|\d{3,})(?:\.\d+)?s", reset), reset
         assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="gpt", messages=MSG)

@@ -3,7 +3,7 @@ and one sentinel on loopback; writers send settle batches the way the pipeline d
 spend, with the accounting retry queue taking what fails), `SENTINEL FAILOVER` switches the master
 mid-load (or the master is killed), and afterwards the new master's usage log holds every record.
 
-README.md (Deployment) promises, with `store.replica_acks` equal to the number of replicas: no record
+docs/deployment.md promises, with `store.replica_acks` equal to the number of replicas: no record
 lost and none counted twice in a failover, planned or not. A batch counts as written only once every
 replica confirmed it (WAIT), so whichever the sentinel promotes has it; what was not confirmed goes
 back to the retry queue and is sent again, and each write carries an id that Redis marks atomically
@@ -75,7 +75,7 @@ async def run_failover(url: str, trigger: object, new_master: object) -> tuple[l
     stop.set()
     await asyncio.gather(*writers)
     # The new master's only possible replica is the old master, which the sentinel re-points after
-    # about 10 s; until then the writes wait in the retry queue, as README.md (Deployment) says.
+    # about 10 s; until then the writes wait in the retry queue, as docs/deployment.md says.
     deadline = time.monotonic() + 40
     while len(retry):  # drain what is still queued (as the next settles, or the shutdown flush, would)
         groups = retry.take(RETRY_PER_BATCH)

@@ -1,8 +1,8 @@
 """Rendering deploy/kubernetes: `kubectl kustomize` when kubectl is installed (Debian's
 kubernetes-client, which .ci/run installs), else a small pure-Python renderer of the kustomize subset
-the manifests use — resources, configMapGenerator (files) with generatorOptions.disableNameSuffixHash,
-images, commonLabels (metadata labels, selectors, pod template labels, topology spread selectors) —
-so the checks never skip."""
+the manifests use — resources (files, and directories holding a base), configMapGenerator (files) with
+generatorOptions.disableNameSuffixHash, images, labels (metadata labels; with includeSelectors also
+selectors, pod template labels and topology spread selectors) — so the checks never skip."""
 
 from __future__ import annotations
 
@@ -28,20 +28,39 @@ def render_kubectl(directory: Path) -> list[dict[str, Any]]:
 
 def render_python(directory: Path) -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    known = {"apiVersion", "kind", "commonLabels", "resources", "configMapGenerator", "generatorOptions", "images"}
+    known = {"apiVersion", "kind", "labels", "resources", "configMapGenerator", "generatorOptions", "images"}
     unknown = set(kustomization) - known
     assert not unknown, f"the Python renderer does not know {sorted(unknown)}: extend tests/support/kustomize.py"
     docs: list[dict[str, Any]] = []
     for resource in kustomization.get("resources", []):
+        if (directory / resource).is_dir():
+            docs += render_python(directory / resource)
+            continue
         docs += [doc for doc in yaml.safe_load_all((directory / resource).read_text()) if doc]
+    generators = kustomization.get("configMapGenerator", [])
     hashed = not kustomization.get("generatorOptions", {}).get("disableNameSuffixHash", False)
-    assert not hashed, "the Python renderer does not compute name hashes"
-    for gen in kustomization.get("configMapGenerator", []):
+    assert not (generators and hashed), "the Python renderer does not compute name hashes"
+    for gen in generators:
         data = {Path(f).name: (directory / f).read_text() for f in gen.get("files", [])}
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}, "data": data})
-    labels = kustomization.get("commonLabels", {})
+    for rule in kustomization.get("labels", []):
+        assert set(rule) <= {"pairs", "includeSelectors"}, f"the Python renderer does not know {sorted(rule)}"
+        _label(docs, rule["pairs"], selectors=rule.get("includeSelectors", False))
+    images = {i["name"]: i for i in kustomization.get("images", [])}
+    for doc in docs:
+        for container in _containers(doc):
+            name, _, tag = container["image"].partition(":")
+            if name in images:
+                rule = images[name]
+                container["image"] = f"{rule.get('newName', name)}:{rule.get('newTag', tag or 'latest')}"
+    return copy.deepcopy(docs)
+
+
+def _label(docs: list[dict[str, Any]], labels: dict[str, str], *, selectors: bool) -> None:
     for doc in docs:
         doc.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+        if not selectors:
+            continue
         if doc["kind"] in _SELECTOR_KINDS:
             doc["spec"]["selector"].setdefault("matchLabels", {}).update(labels)
             doc["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {}).update(labels)
@@ -51,14 +70,6 @@ def render_python(directory: Path) -> list[dict[str, Any]]:
             doc["spec"].setdefault("selector", {}).update(labels)
         elif doc["kind"] == "PodDisruptionBudget":
             doc["spec"]["selector"].setdefault("matchLabels", {}).update(labels)
-    images = {i["name"]: i for i in kustomization.get("images", [])}
-    for doc in docs:
-        for container in _containers(doc):
-            name, _, tag = container["image"].partition(":")
-            if name in images:
-                rule = images[name]
-                container["image"] = f"{rule.get('newName', name)}:{rule.get('newTag', tag or 'latest')}"
-    return copy.deepcopy(docs)
 
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:

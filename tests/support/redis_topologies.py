@@ -135,7 +135,7 @@ def redis_sentinel(sentinels: int = 1, master_args: tuple[str, ...] = ()) -> Ite
         try:
             master, replica, *sentinel_ports = free_ports(2 + sentinels)
             # No diskless-sync delay (Redis waits 5 s by default to batch replicas): a replica re-pointed
-            # by a failover is in sync within a second, as README.md (Deployment) recommends.
+            # by a failover is in sync within a second, as docs/deployment.md recommends.
             sync = ("--repl-diskless-sync-delay", "0")
             servers.start(master, *sync, *master_args)
             servers.start(replica, *sync, "--replicaof", "127.0.0.1", str(master), "--replica-priority", "100")

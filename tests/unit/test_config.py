@@ -107,7 +107,7 @@ auth:
     found = problems(text, env={"OPENAI_API_KEY": "x", "A_KEY": "a"})
     assert "auth.keys[0]: give exactly one of 'key' or 'key_sha256'" in found
     assert "auth.keys[1]: give exactly one of 'key' or 'key_sha256'" in found
-    assert "auth.keys[2].models[1]: unknown model alias 'gpt-5'" in found
+    assert "auth.keys[2].models[1]: unknown model alias 'gpt-5'; did you mean 'gpt-4o'?" in found
     assert "auth.keys[3].name: duplicate key name 'd'" in found
     assert "auth.keys[3]: the same key is declared twice" in found
     malformed = problems(BASE + "auth: {keys: [{name: c, key_sha256: nothex}]}")
@@ -159,3 +159,27 @@ def test_replica_acks_need_a_replicated_redis() -> None:
                   '{redis_url: "redis://a:7000", cluster: true, replica_acks: 1}'):
         assert any("replica_acks is for a single Redis or Sentinel" in p for p in problems(BASE + f"store: {store}\n"))
     assert any("replica_acks" in p for p in problems(BASE + 'store: {redis_url: "redis://a", replica_acks: -1}\n'))
+
+
+def test_config_check_suggests_the_name_meant(tmp_path: Path) -> None:
+    text = """
+server: {prot: 8080}
+providers:
+  openai: {type: openai, api_kye: x}
+  mock: {type: mokc}
+"""
+    path = tmp_path / "typos.yaml"
+    path.write_text(text)
+    found = subprocess.run([sys.executable, "-m", "gateway", "config", "check", str(path)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert found.returncode == 1
+    assert "typos.yaml: 3 problems\n" in found.stderr
+    assert "server.prot: unknown field; did you mean 'port'?" in found.stderr
+    assert "providers.openai.api_kye: unknown field; did you mean 'api_key'?" in found.stderr
+    assert "providers.mock: unknown provider type 'mokc'; did you mean 'mock'?" in found.stderr
+    names = problems(BASE.replace("{provider: mock, model: echo, weight: 2}", "{provider: mokc, model: x}")
+                     + "  other: {deployments: [{provider: mock, model: y}], fallbacks: [gpt4o]}\n",
+                     env={"OPENAI_API_KEY": "x"})
+    assert "models.gpt-4o.deployments[1].provider: unknown provider 'mokc'; did you mean 'mock'?" in names
+    assert "models.other.fallbacks[0]: unknown model alias 'gpt4o'; did you mean 'gpt-4o'?" in names
+    assert not any("did you mean" in p for p in problems(BASE + "server: {zzzz: 1}\n", env={"OPENAI_API_KEY": "x"}))

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.tasks import IdleWork
+from gateway.tasks import Background, IdleWork
 
 
 def recorder(done: list[str], name: str, fail: bool = False) -> Callable[[], Awaitable[None]]:
@@ -111,3 +111,27 @@ async def test_the_backlog_stays_bounded_when_calls_arrive_faster_than_one_at_a_
         await asyncio.sleep(0)
     await idle.drain()
     assert len(done) == 200 * 64 and most <= 2 * 64
+
+
+async def test_a_background_task_that_swallows_a_cancellation_still_stops() -> None:
+    """redis-py can swallow a cancellation that lands mid-call; the loop must not carry on regardless."""
+    rounds: list[int] = []
+
+    async def loop() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if not rounds:  # the first cancellation disappears, as it can inside a library
+                    rounds.append(1)
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    continue
+                raise
+
+    task = Background("swallower")
+    task.start(loop)
+    await turns()
+    stopping = asyncio.ensure_future(task.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=30)
+    assert done == {stopping}, "stop() waited on a task that went back to sleep"
+    assert rounds == [1] and not task.running

@@ -31,12 +31,12 @@ from tests.support.servers import sse_lines
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "tests" / "data"
-TABLE = load_prices(ROOT / "config" / "prices.yaml")
+TABLE = load_prices(ROOT / "gateway" / "data" / "prices.yaml")
 
 
 def unit(section: str, model: str) -> UnitPrice:
     price = lookup(TABLE, (section,), model)
-    assert price is not None, f"{section}/{model} missing from config/prices.yaml"
+    assert price is not None, f"{section}/{model} missing from gateway/data/prices.yaml"
     return UnitPrice.from_price(price)
 
 

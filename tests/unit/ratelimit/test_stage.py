@@ -4,9 +4,12 @@ failure policy, on a MemoryStore with an injected clock."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import parse_config
 from gateway.context import Principal, RequestContext, Usage
@@ -185,7 +188,7 @@ def test_headers_pick_the_tightest_scope_and_format_durations() -> None:
     assert headers == {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "6",
                        "x-ratelimit-reset-requests": "15s", "x-ratelimit-limit-tokens": "500",
                        "x-ratelimit-remaining-tokens": "50", "x-ratelimit-reset-tokens": "45s"}
-    assert [duration(ms) for ms in (-5, 20, 1500, 60_000, 61_500)] == ["0ms", "20ms", "1.5s", "1m0s", "1m1s"]
+    assert [duration(ms) for ms in (-5, 20, 1500, 60_000, 61_500)] == ["0ms", "20ms", "1.5s", "1m0s", "1m1.5s"]
 
 
 async def test_deployment_tokens_counted_even_when_admit_had_no_token_limit() -> None:
@@ -198,3 +201,25 @@ async def test_deployment_tokens_counted_even_when_admit_had_no_token_limit() ->
     assert c.ratelimit.deployments[0].tokens == lim.reservation(c) > 30
     refused = await lim.acquire(c, "mock/echo", limits.model_copy(update={"rpm": None, "tpm": 40}))
     assert isinstance(refused, RateLimitError) and "tokens per minute" in refused.message
+
+
+GO_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
+
+
+@given(st.integers(min_value=-5, max_value=30 * 3_600_000))
+def test_reset_durations_have_one_spelling_that_reads_back(ms: int) -> None:
+    text = duration(ms)
+    match = GO_DURATION.fullmatch(text)
+    assert match and text, text
+    hours, minutes, seconds, millis = match.groups()
+    back = (int(hours or 0) * 3_600_000 + int(minutes or 0) * 60_000
+            + round(float(seconds or 0) * 1000) + int(millis or 0))
+    assert back == max(0, ms)
+    if seconds is not None:
+        assert float(seconds) < 60  # 60 seconds is spelt 1m0s, never 60s
+        assert "." not in seconds or not seconds.endswith("0")
+
+
+def test_reset_durations_in_openais_notation() -> None:
+    assert [duration(ms) for ms in (0, 20, 1000, 1500, 59_999, 60_000, 360_000, 3_661_001)] == \
+        ["0ms", "20ms", "1s", "1.5s", "59.999s", "1m0s", "6m0s", "1h1m1.001s"]
