@@ -18,6 +18,7 @@ from gateway.errors import (
     ContextLengthExceededError,
     GatewayError,
     UpstreamError,
+    UpstreamProtocolError,
     parse_retry_after,
 )
 from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
@@ -54,8 +55,13 @@ class OpenAIAdapter:
         self, operation: Operation, body: dict[str, Any], model: str, *, stream: bool,
         drop_unsupported_params: bool | None = None,
     ) -> UpstreamRequest:
-        # Everything passes through to OpenAI-compatible servers, unknown fields included.
+        # Everything passes through to OpenAI-compatible servers, unknown fields included, except the
+        # gateway's own `thinking_blocks` (signed reasoning other providers need back).
         upstream = {**body, "model": model}
+        messages = body.get("messages")
+        if isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages):
+            upstream["messages"] = [{k: v for k, v in m.items() if k != "thinking_blocks"}
+                                    if isinstance(m, dict) else m for m in messages]
         if stream and operation is not Operation.EMBEDDINGS:
             options = body.get("stream_options")
             upstream["stream_options"] = {**options, "include_usage": True} if isinstance(
@@ -145,9 +151,15 @@ class OpenAIStream:
         if payload == b"[DONE]":
             self.done = True
             return DONE
-        if payload.startswith(b'{"error"'):
+        if payload.find(b'"error"') >= 0:
             # An error reported inside the stream: the provider failed after it started answering.
-            raise openai_error(502, payload, {}, provider="openai")
+            # OpenRouter puts it beside a chunk's other fields, not only alone.
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamProtocolError("The provider sent a stream event that is not JSON.") from None
+            if isinstance(data, dict) and data.get("error"):
+                raise openai_error(502, orjson.dumps({"error": data["error"]}), {}, provider="openai")
         # Only the few chunks that carry usage or a finish reason are parsed; the rest pass as bytes.
         has_usage = b'"usage":{' in payload or b'"usage": {' in payload
         if has_usage or b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
