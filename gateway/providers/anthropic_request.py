@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import InvalidRequestError
-from gateway.providers.reasoning import budget_within, effort_of, thinking_blocks
+from gateway.providers.reasoning import budget_within, effort_of, fits_claude_thinking, thinking_blocks
 
 # The forced tool that carries a `json_schema` answer; its input comes back as the message text.
 # Reserved: a client tool of this name is refused (the answer could not tell the two apart).
@@ -155,11 +155,8 @@ def _fit_thinking(out: dict[str, Any], body: dict[str, Any], drop: bool) -> None
 
 
 def _sampling_for_thinking(out: dict[str, Any], drop: bool) -> None:
-    """With extended thinking Anthropic fixes temperature at 1, forbids top_k and takes top_p only
-    from 0.95 up."""
-    for name, allowed in (("temperature", lambda v: v == 1), ("top_k", lambda v: False),
-                          ("top_p", lambda v: v >= 0.95)):
-        if name in out and not allowed(out[name]):
+    for name in ("temperature", "top_k", "top_p"):
+        if name in out and not fits_claude_thinking(name, out[name]):
             if not drop:
                 raise _invalid(f"Anthropic models do not accept '{name}' = {out[name]} with reasoning_effort "
                                "(extended thinking).", name, "unsupported_parameter")

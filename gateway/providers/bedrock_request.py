@@ -19,7 +19,7 @@ import orjson
 
 from gateway.errors import InvalidRequestError
 from gateway.providers.anthropic_request import default_max_tokens
-from gateway.providers.reasoning import budget_within, effort_of, thinking_blocks
+from gateway.providers.reasoning import budget_within, effort_of, fits_claude_thinking, thinking_blocks
 
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                   "image/webp": "webp"}
@@ -97,10 +97,8 @@ def _reasoning(body: dict[str, Any], model: str, inference: dict[str, Any], drop
             inference["maxTokens"] = default_max_tokens(model)
         param = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
         budget = budget_within(effort, inference["maxTokens"], param)
-        # Claude thinks only at temperature 1 and top_p from 0.95 up.
-        for name, key, allowed in (("temperature", "temperature", lambda v: v == 1),
-                                   ("top_p", "topP", lambda v: v >= 0.95)):
-            if key in inference and not allowed(inference[key]):
+        for name, key in (("temperature", "temperature"), ("top_p", "topP")):
+            if key in inference and not fits_claude_thinking(name, inference[key]):
                 if not drop:
                     raise _unsupported(name, f"= {inference[key]} cannot be combined with reasoning_effort "
                                              "on Claude (extended thinking)")

@@ -49,6 +49,16 @@ def budget_within(effort: str, max_tokens: int, param: str) -> int:
     return budget
 
 
+def fits_claude_thinking(name: str, value: Any) -> bool:
+    """Whether a sampling setting may stay with Claude's extended thinking: temperature only at 1,
+    top_p only from 0.95 up, top_k never."""
+    if name == "temperature":
+        return bool(value == 1)
+    if name == "top_p":
+        return bool(value >= 0.95)
+    return False
+
+
 def thinking_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
     """The well-formed `thinking_blocks` an assistant message sent back, in order."""
     raw = message.get("thinking_blocks")

@@ -224,4 +224,5 @@ def system_text(provider: str, body: dict[str, Any]) -> str:
     if provider == "gemini":
         instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
         return "".join(p.get("text", "") for p in instruction.get("parts") or ())
-    return "".join(str(m.get("content")) for m in body.get("messages") or () if m.get("role") in ("system", "developer"))
+    messages = body.get("messages") or ()
+    return "".join(str(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
