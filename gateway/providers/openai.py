@@ -88,7 +88,7 @@ class OpenAIStream:
     (complete events only), found with a few substring searches in C. Only a read that holds a
     marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event."""
 
-    __slots__ = ("_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
+    __slots__ = ("_emitted", "_error", "_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
     # Substrings that make a read worth taking apart event by event, as compact and as spaced JSON
     # write them (subclasses add their own).
     markers: tuple[bytes, ...] = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "',
@@ -96,12 +96,21 @@ class OpenAIStream:
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._pending = b""
+        self._emitted = False  # an earlier feed() returned output (the client may have it)
+        self._error: GatewayError | None = None  # raised on the call after the output preceding it
         self._keep_usage_chunk = client_wants_usage
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
+        if self._error is not None:
+            raise self._error
+        out = self._feed(data)
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def _feed(self, data: bytes) -> bytes:
         buffer = self._pending + data if self._pending else data
         if buffer.find(b"\r") >= 0:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -129,7 +138,7 @@ class OpenAIStream:
             return self._passthrough(complete)
         cut = complete.rfind(b"\n\n", 0, first)
         cut = cut + 2 if cut >= 0 else 0
-        return self._passthrough(complete[:cut]) + self._events(complete[cut:])
+        return self._events(complete[cut:], self._passthrough(complete[:cut]))
 
     def _passthrough(self, events: bytes) -> bytes:
         if self._keep_usage_chunk or events.find(b'"usage":') < 0:
@@ -137,12 +146,29 @@ class OpenAIStream:
         return _strip_usage_null(events)
 
     def finish(self) -> bytes:
+        if self._error is not None:
+            raise self._error
         rest, self._pending = self._pending.strip(), b""
         return self._event(rest) if rest else b""
 
-    def _events(self, complete: bytes) -> bytes:
-        out = [self._event(event) for event in complete.split(b"\n\n") if event]
+    def _events(self, complete: bytes, before: bytes = b"") -> bytes:
+        out = [before]
+        for event in complete.split(b"\n\n"):
+            if event:
+                try:
+                    out.append(self._event(event))
+                except GatewayError as exc:
+                    return self._fail(exc, b"".join(out))
         return b"".join(out)
+
+    def _fail(self, error: GatewayError, preceding: bytes) -> bytes:
+        """An error event arrived. Before any output went out, raise at once (the router may still
+        retry or fall back). Mid-stream, first hand over what preceded the error in this read and
+        raise on the next call, so the client gets every token before the error."""
+        if not self._emitted or not preceding:
+            raise error
+        self._error = error
+        return preceding
 
     def _event(self, event: bytes) -> bytes:
         payload = event_data(event)
