@@ -172,7 +172,8 @@ def _contents(messages: list[dict[str, Any]], unsupported: Unsupported
             parts, gemini_role = _text_parts(content, f"{where}.content"), "model"
             for j, call in enumerate(message.get("tool_calls") or ()):
                 if call.get("type", "function") != "function":
-                    unsupported(f"{where}.tool_calls[{j}].type", "only function calls are translated.")
+                    unsupported(f"{where}.tool_calls[{j}].type",
+                                f"tool calls of type '{call.get('type')}' are not translated (function calls only).")
                     continue
                 parts.append(_function_call(call, f"{where}.tool_calls[{j}]"))
                 call_names[call["id"]] = call["function"]["name"]
@@ -302,7 +303,8 @@ def _functions(tools: list[dict[str, Any]], unsupported: Unsupported) -> list[di
     declarations = []
     for k, tool in enumerate(tools):
         if tool.get("type") != "function":
-            unsupported(f"tools[{k}].type", "only function tools are translated.")
+            unsupported(f"tools[{k}].type", f"tools of type '{tool.get('type')}' are not translated (function "
+                                            "tools only).")
             continue
         function = tool["function"]
         declaration: dict[str, Any] = {"name": function["name"]}
