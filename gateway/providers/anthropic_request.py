@@ -132,7 +132,7 @@ def translate_request(
         out["top_p"] = body["top_p"]
     if isinstance(body.get("top_k"), int):  # an extension some OpenAI-compatible servers accept
         out["top_k"] = body["top_k"]
-    if thinking:
+    if "thinking" in out:  # still on: a forced tool may have dropped it
         _sampling_for_thinking(out, drop_unsupported)
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
