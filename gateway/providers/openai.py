@@ -230,10 +230,13 @@ def usage_from(raw: object) -> Usage | None:
     if cached is None:
         # DeepSeek reports its prompt-cache reads in its own field.
         cached = raw.get("prompt_cache_hit_tokens")
+    completion = raw.get("completion_tokens_details")
+    reasoning = completion.get("reasoning_tokens") if isinstance(completion, dict) else None
     return Usage(
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         cached_tokens=int(cached or 0),
+        reasoning_tokens=int(reasoning or 0),
     )
 
 

@@ -166,3 +166,11 @@ def test_thinking_blocks_stay_with_the_gateway() -> None:
                                                 stream=False)
     assert orjson.loads(request.body)["messages"] == [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "reasoning_content": "greet"}]
+
+
+def test_usage_keeps_reasoning_tokens() -> None:
+    body = orjson.dumps({"id": "c", "object": "chat.completion", "choices": [], "usage": {
+        "prompt_tokens": 10, "completion_tokens": 30, "total_tokens": 40,
+        "completion_tokens_details": {"reasoning_tokens": 24}}})
+    usage = OpenAIAdapter(None).parse_response(Operation.CHAT, 200, body).usage
+    assert usage is not None and (usage.completion_tokens, usage.reasoning_tokens) == (30, 24)
