@@ -96,9 +96,7 @@ def translate_request(
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     out["max_tokens"] = limit if limit else default_max_tokens(model)
     effort = effort_of(body)
-    thinking = effort is not None and effort != "none"
-    if thinking:
-        assert effort is not None
+    if effort is not None and effort != "none":
         param = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
         out["thinking"] = {"type": "enabled", "budget_tokens": budget_within(effort, out["max_tokens"], param)}
 
@@ -120,8 +118,8 @@ def translate_request(
         out["tools"] = tools
         if tool_choice:
             out["tool_choice"] = tool_choice
-    if thinking:
-        _fit_thinking(out, body, drop_unsupported)
+    if "thinking" in out:
+        _fit_thinking(out, drop_unsupported)
 
     stop = body.get("stop")
     if stop:
@@ -142,7 +140,7 @@ def translate_request(
     return out
 
 
-def _fit_thinking(out: dict[str, Any], body: dict[str, Any], drop: bool) -> None:
+def _fit_thinking(out: dict[str, Any], drop: bool) -> None:
     """Extended thinking cannot be combined with a forced tool (Anthropic answers 400)."""
     choice = out.get("tool_choice")
     if choice is None or choice["type"] not in ("any", "tool"):

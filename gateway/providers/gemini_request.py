@@ -50,7 +50,6 @@ _MIME_BY_EXT = {
 }
 
 
-
 def unsupported_handler(drop: bool) -> Unsupported:
     """What to do with a parameter Gemini cannot honour: 400 naming it, or silently drop it."""
 
@@ -121,8 +120,6 @@ def _generation_config(body: dict[str, Any], unsupported: Unsupported) -> dict[s
 # Gemini 2.5 thinking budgets top out lower on Flash models than on Pro.
 _FLASH_MAX_BUDGET = 24576
 _PRO_MAX_BUDGET = 32768
-
-
 _VERSION = re.compile(r"gemini-(\d+(?:\.\d+)?)")
 
 
@@ -147,7 +144,7 @@ def _thinking_config(body: dict[str, Any], model: str, unsupported: Unsupported)
     # Gemini 2.5, and names without a version (Gemini 3 takes a budget too, for compatibility).
     if effort == "none":
         # Pro cannot switch thinking off: its smallest budget is the nearest it gets.
-        return {"thinkingBudget": 0 if flash or version is None else 128}
+        return {"thinkingBudget": 0 if flash else 128}
     budget = min(BUDGETS[effort], _FLASH_MAX_BUDGET if flash else _PRO_MAX_BUDGET)
     return {"thinkingBudget": budget, "includeThoughts": True}
 

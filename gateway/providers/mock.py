@@ -121,7 +121,7 @@ def stream_chunks(operation: Operation, body: dict[str, Any]) -> list[dict[str, 
 
     n = _choices(body)
     chunks: list[dict[str, Any]] = []
-    for index in range(n):  # choices one after another, as OpenAI may interleave or not
+    for index in range(n):  # one choice after another: clients gather deltas by index either way
         if chat:
             chunks.append(chunk({"index": index, "delta": {"role": "assistant", "content": ""},
                                  "logprobs": None, "finish_reason": None}))
