@@ -173,7 +173,10 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     for i, message in enumerate(raw):
         role, where = message.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content"), where, images=False))
+            blocks = _blocks(message.get("content"), where, images=False)
+            if blocks and "cache_control" in message:
+                blocks[-1]["cache_control"] = message["cache_control"]
+            system.extend(blocks)
             continue
         if role == "user":
             api_role, blocks = "user", _blocks(message.get("content"), where, images=True)

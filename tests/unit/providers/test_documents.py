@@ -45,6 +45,7 @@ def test_anthropic_cache_hint_on_a_message_marks_its_last_block() -> None:
     body = sent(AnthropicAdapter(), "claude-sonnet-4-5",
                 {"role": "system", "content": "Be brief.", "cache_control": EPHEMERAL},
                 {"role": "user", "content": "Hi", "cache_control": EPHEMERAL})
+    assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": EPHEMERAL}]
     assert body["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "Hi", "cache_control": EPHEMERAL}]}]
 
