@@ -36,6 +36,8 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     estimated: bool = False
+    # Thinking tokens, already counted in completion_tokens (as OpenAI counts them).
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -46,7 +48,12 @@ class Usage:
         out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                                "total_tokens": self.total_tokens}
         if details:
-            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+            prompt_details: dict[str, int] = {"cached_tokens": self.cached_tokens}
+            if self.cache_write_tokens:
+                prompt_details["cache_write_tokens"] = self.cache_write_tokens
+            out["prompt_tokens_details"] = prompt_details
+            if self.reasoning_tokens:
+                out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
 

@@ -12,7 +12,13 @@ Request translation (OpenAI → Anthropic), in `anthropic_request.translate_requ
 - `logprobs`, `n>1`, penalties, `seed`, `logit_bias`, audio and the legacy `functions` API are
   unsupported: 400 naming the parameter, or silently dropped with `drop_unsupported_params`.
 
-Response translation: text blocks are joined, `tool_use` blocks become `tool_calls`, thinking and
+- `reasoning_effort` → extended thinking (`thinking.budget_tokens` by effort, below max_tokens; see
+  reasoning.py); with it, temperature other than 1, top_k and top_p below 0.95 are a 400 (dropped with
+  `drop_unsupported_params`), as is a forced tool. `file` parts (PDF or text data URLs) → `document`
+  blocks; assistant `thinking_blocks` go back first in their turn.
+
+Response translation: text blocks are joined, `tool_use` blocks become `tool_calls`, thinking blocks
+become `reasoning_content` (their text) and `thinking_blocks` (with signatures, redacted ones whole);
 server-tool blocks are ignored. Usage: prompt_tokens = input + cache_read + cache_creation (OpenAI
 counts cached tokens inside prompt_tokens), cached_tokens = cache_read, cache_write = cache_creation.
 """
@@ -36,6 +42,7 @@ from gateway.errors import (
 )
 from gateway.providers.anthropic_request import JSON_TOOL, default_max_tokens, translate_request
 from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object, usage_with_cache
+from gateway.providers.reasoning import reasoning_fields
 from gateway.providers.sse import DONE, SSESplitter, event_data, sse
 from gateway.schemas import Operation
 
@@ -136,12 +143,20 @@ def chat_completion(message: dict[str, Any], *, created: int | None = None) -> d
     """An Anthropic `message` object → an OpenAI `chat.completion` (usage included)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thoughts: list[str] = []
+    thinking: list[dict[str, Any]] = []
     for block in message.get("content") or ():
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
             texts.append(str(block.get("text") or ""))
+        elif kind == "thinking":
+            thoughts.append(str(block.get("thinking") or ""))
+            thinking.append({"type": "thinking", "thinking": str(block.get("thinking") or ""),
+                             "signature": str(block.get("signature") or "")})
+        elif kind == "redacted_thinking":
+            thinking.append({"type": "redacted_thinking", "data": str(block.get("data") or "")})
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if block.get("name") == JSON_TOOL:
@@ -150,7 +165,8 @@ def chat_completion(message: dict[str, Any], *, created: int | None = None) -> d
                 calls.append({"id": block.get("id"), "type": "function",
                               "function": {"name": block.get("name"), "arguments": arguments}})
     content = "".join(texts) if texts else None
-    reply: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    reply: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None,
+                             **reasoning_fields(thoughts, thinking)}
     if calls:
         reply["tool_calls"] = calls
     usage = usage_of(message.get("usage")) or Usage()
@@ -191,7 +207,9 @@ class AnthropicStream:
 
     Tool calls are numbered among tool calls (OpenAI `index`), not by Anthropic content-block
     index; their `partial_json` fragments are forwarded unchanged, so the client's concatenation
-    equals Anthropic's byte for byte. Thinking, signature and citation deltas are not forwarded.
+    equals Anthropic's byte for byte. Thinking deltas are `delta.reasoning_content`; a thinking block's
+    signature goes out when the block ends, as `delta.thinking_blocks` (a redacted block whole, at its
+    start). Citation deltas are not forwarded.
     """
 
     def __init__(self, client_wants_usage: bool, *, created: int | None = None) -> None:
@@ -202,6 +220,7 @@ class AnthropicStream:
         self._model = ""
         self._slots: dict[int, int] = {}  # content-block index → tool-call index (or _JSON_SLOT)
         self._has_args: dict[int, bool] = {}
+        self._signatures: dict[int, str] = {}  # thinking block index → its signature so far
         self._tool_calls = 0
         self._raw_usage: dict[str, Any] = {}
         self.usage: Usage | None = None
@@ -262,8 +281,15 @@ class AnthropicStream:
         if kind == "text":
             text = block.get("text")
             return self._chunk({"content": text}) if text else b""
+        if kind == "thinking":
+            self._signatures[index] = str(block.get("signature") or "")
+            text = block.get("thinking")
+            return self._chunk({"reasoning_content": text}) if text else b""
+        if kind == "redacted_thinking":
+            redacted = {"type": "redacted_thinking", "data": str(block.get("data") or "")}
+            return self._chunk({"thinking_blocks": [redacted]})
         if kind != "tool_use":
-            return b""  # thinking, redacted_thinking, server tools: not part of the OpenAI answer
+            return b""  # server tools: not part of the OpenAI answer
         initial = block.get("input")
         arguments = orjson.dumps(initial).decode() if initial else ""
         self._has_args[index] = bool(arguments)
@@ -282,8 +308,16 @@ class AnthropicStream:
         if kind == "text_delta":
             text = delta.get("text")
             return self._chunk({"content": text}) if text else b""
+        if kind == "thinking_delta":
+            text = delta.get("thinking")
+            return self._chunk({"reasoning_content": text}) if text else b""
+        if kind == "signature_delta":
+            index = data.get("index")
+            if isinstance(index, int):
+                self._signatures[index] = self._signatures.get(index, "") + str(delta.get("signature") or "")
+            return b""
         if kind != "input_json_delta":
-            return b""  # thinking_delta, signature_delta, citations_delta
+            return b""  # citations_delta
         fragment, index = delta.get("partial_json"), data.get("index")
         if not fragment or not isinstance(index, int) or index not in self._slots:
             return b""
@@ -295,6 +329,9 @@ class AnthropicStream:
 
     def _block_stop(self, data: dict[str, Any]) -> bytes:
         index = data.get("index")
+        if isinstance(index, int) and index in self._signatures:
+            signed = {"type": "thinking", "thinking": "", "signature": self._signatures.pop(index)}
+            return self._chunk({"thinking_blocks": [signed]})
         if not isinstance(index, int) or index not in self._slots or self._has_args.get(index, True):
             return b""
         slot = self._slots[index]

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import InvalidRequestError
+from gateway.providers.reasoning import budget_within, effort_of, fits_claude_thinking, thinking_blocks
 
 # The forced tool that carries a `json_schema` answer; its input comes back as the message text.
 # Reserved: a client tool of this name is refused (the answer could not tell the two apart).
@@ -64,7 +65,6 @@ _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "modalities": lambda v: v != ["text"],
     "prediction": lambda v: True,
     "web_search_options": lambda v: True,
-    "reasoning_effort": lambda v: True,
     "verbosity": lambda v: True,
 }
 
@@ -95,6 +95,10 @@ def translate_request(
     out: dict[str, Any] = {"model": model, "messages": messages}
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     out["max_tokens"] = limit if limit else default_max_tokens(model)
+    effort = effort_of(body)
+    if effort is not None and effort != "none":
+        param = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget_within(effort, out["max_tokens"], param)}
 
     response_format = body.get("response_format") or {}
     schema: dict[str, Any] | None = None
@@ -109,11 +113,13 @@ def translate_request(
         plain = len(system) == 1 and set(system[0]) == {"type", "text"}
         out["system"] = system[0]["text"] if plain else system
 
-    tools, tool_choice = _tools(body, schema)
+    tools, tool_choice = _tools(body, schema, drop_unsupported)
     if tools:
         out["tools"] = tools
         if tool_choice:
             out["tool_choice"] = tool_choice
+    if "thinking" in out:
+        _fit_thinking(out, drop_unsupported)
 
     stop = body.get("stop")
     if stop:
@@ -124,12 +130,35 @@ def translate_request(
         out["top_p"] = body["top_p"]
     if isinstance(body.get("top_k"), int):  # an extension some OpenAI-compatible servers accept
         out["top_k"] = body["top_k"]
+    if "thinking" in out:  # still on: a forced tool may have dropped it
+        _sampling_for_thinking(out, drop_unsupported)
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     if stream:
         out["stream"] = True
     return out
+
+
+def _fit_thinking(out: dict[str, Any], drop: bool) -> None:
+    """Extended thinking cannot be combined with a forced tool (Anthropic answers 400)."""
+    choice = out.get("tool_choice")
+    if choice is None or choice["type"] not in ("any", "tool"):
+        return
+    if not drop:
+        param = "response_format" if choice.get("name") == JSON_TOOL else "tool_choice"
+        raise _invalid(f"Anthropic models cannot think (reasoning_effort) while a tool is forced by '{param}'.",
+                       param, "unsupported_parameter")
+    del out["thinking"]
+
+
+def _sampling_for_thinking(out: dict[str, Any], drop: bool) -> None:
+    for name in ("temperature", "top_k", "top_p"):
+        if name in out and not fits_claude_thinking(name, out[name]):
+            if not drop:
+                raise _invalid(f"Anthropic models do not accept '{name}' = {out[name]} with reasoning_effort "
+                               "(extended thinking).", name, "unsupported_parameter")
+            del out[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +173,10 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     for i, message in enumerate(raw):
         role, where = message.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content"), where, images=False))
+            blocks = _blocks(message.get("content"), where, images=False)
+            if blocks and "cache_control" in message:
+                blocks[-1]["cache_control"] = message["cache_control"]
+            system.extend(blocks)
             continue
         if role == "user":
             api_role, blocks = "user", _blocks(message.get("content"), where, images=True)
@@ -157,6 +189,8 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
                            f"{where}.role")
         if not blocks:
             continue  # Anthropic refuses empty turns; an empty message carries nothing
+        if "cache_control" in message:  # a message-wide hint marks the message's last block
+            blocks[-1] = {**blocks[-1], "cache_control": message["cache_control"]}
         if out and out[-1]["role"] == api_role:
             out[-1]["content"].extend(blocks)  # Anthropic requires alternating roles
         else:
@@ -201,6 +235,8 @@ def _blocks(content: object, where: str, *, images: bool) -> list[dict[str, Any]
             block: dict[str, Any] = {"type": "text", "text": text}
         elif kind == "image_url" and images:
             block = _image(part.get("image_url"), f"{where}.content[{k}].image_url")
+        elif kind == "file" and images:
+            block = _document(part.get("file"), f"{where}.content[{k}].file")
         else:
             raise _invalid(f"Content parts of type '{kind}' are not supported here by Anthropic models.",
                            f"{where}.content[{k}].type")
@@ -223,9 +259,33 @@ def _image(image: object, where: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
+def _document(file: object, where: str) -> dict[str, Any]:
+    """An OpenAI `file` part (a base64 data URL) → an Anthropic `document` block."""
+    data_url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data_url, str) or not data_url.startswith("data:"):
+        raise _invalid("Anthropic models take files as file.file_data, a base64 data URL "
+                       "(data:application/pdf;base64,...); uploaded file ids are not supported.", where)
+    header, comma, data = data_url[5:].partition(",")
+    media_type, *params = header.split(";")
+    if not comma or "base64" not in params or media_type not in ("application/pdf", "text/plain"):
+        raise _invalid("Anthropic documents must be data:application/pdf;base64,... or data:text/plain;base64,...",
+                       f"{where}.file_data")
+    block: dict[str, Any] = {"type": "document",
+                             "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if isinstance(file, dict) and isinstance(file.get("filename"), str) and file["filename"]:
+        block["title"] = file["filename"]
+    return block
+
+
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    blocks = _blocks(message.get("content"), where, images=False)
+    # Thinking blocks sent back open the turn, as Anthropic produced them; reasoning_content is only
+    # their readable copy (unsigned, so Anthropic would refuse it).
+    blocks = thinking_blocks(message, where)
+    blocks.extend(_blocks(message.get("content"), where, images=False))
     for j, call in enumerate(message.get("tool_calls") or ()):
+        if call.get("type", "function") != "function":
+            raise _invalid(f"Tool calls of type '{call.get('type')}' cannot be sent to Anthropic models.",
+                           f"{where}.tool_calls[{j}].type", "unsupported_value")
         function = call.get("function") or {}
         param = f"{where}.tool_calls[{j}].function.arguments"
         try:
@@ -261,10 +321,15 @@ def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _tools(
-    body: dict[str, Any], schema: dict[str, Any] | None
+    body: dict[str, Any], schema: dict[str, Any] | None, drop: bool
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(body.get("tools") or ()):
+        if tool.get("type") != "function":
+            if drop:
+                continue
+            raise _invalid(f"Anthropic models take function tools only, not '{tool.get('type')}'.",
+                           f"tools[{i}].type", "unsupported_value")
         function = tool.get("function") or {}
         if function.get("name") == JSON_TOOL and schema is not None:
             raise _invalid(f"The tool name '{JSON_TOOL}' is reserved when response_format is json_schema.",

@@ -7,8 +7,9 @@ Events: `messageStart` → the role chunk; `contentBlockStart` with `toolUse` �
 fragment (index counted over tool calls only, id and name); `contentBlockDelta` → text or tool-call
 argument fragments, forwarded byte for byte (a tool call that got no argument bytes at all gets
 `"{}"` at `contentBlockStop`, so its arguments parse); `messageStop` → the finish chunk;
-`metadata` → usage (and the usage chunk if the client asked for it). Reasoning deltas and other
-unknown events are dropped.
+`metadata` → usage (and the usage chunk if the client asked for it). Reasoning text deltas are
+`delta.reasoning_content`; a reasoning block's signature goes out at its `contentBlockStop` as
+`delta.thinking_blocks` (a redacted block whole, as it arrives). Other unknown events are dropped.
 
 End of stream: `done` is set, and `data: [DONE]` emitted, once both `messageStop` and `metadata`
 arrived (Bedrock sends metadata last). A stream that reaches EOF after `messageStop` without
@@ -35,8 +36,9 @@ from gateway.providers.sse import DONE
 
 
 class BedrockStream:
-    __slots__ = ("_buffer", "_emitted", "_head", "_parser_error", "_pending", "_role_sent", "_stopped", "_tail_null",
-                 "_tool_args", "_tools", "_usage_prefix", "_wants_usage", "done", "finish_reason", "usage")
+    __slots__ = ("_buffer", "_emitted", "_head", "_parser_error", "_pending", "_role_sent", "_signatures", "_stopped",
+                 "_tail_null", "_tool_args", "_tools", "_usage_prefix", "_wants_usage", "done", "finish_reason",
+                 "usage")
 
     def __init__(self, client_wants_usage: bool, *, model: str = "bedrock", response_id: str | None = None,
                  created: int | None = None) -> None:
@@ -55,6 +57,7 @@ class BedrockStream:
         self._usage_prefix = b"data: " + envelope + b'"choices":[],"usage":'
         self._tools: dict[int, int] = {}  # contentBlockIndex → OpenAI tool_calls index
         self._tool_args: dict[int, bool] = {}  # contentBlockIndex → got argument bytes
+        self._signatures: dict[int, str] = {}  # contentBlockIndex → reasoning signature so far
         self._role_sent = False
         self._stopped = False
         self._emitted = False  # an earlier feed() returned output (the client may have it)
@@ -123,6 +126,9 @@ class BedrockStream:
             return b""
         if event == "contentBlockStop":
             block = int(_json(payload).get("contentBlockIndex") or 0)
+            if block in self._signatures:
+                signed = {"type": "thinking", "thinking": "", "signature": self._signatures.pop(block)}
+                return self._chunk({"thinking_blocks": [signed]})
             if block in self._tools and not self._tool_args[block]:
                 return self._tool_fragment(block, "{}")
             return b""
@@ -150,7 +156,19 @@ class BedrockStream:
                 self._tool_args[block] = True
                 out += self._tool_fragment(block, fragment)
             return out
-        return b""  # reasoningContent, citations…: not part of the OpenAI chunk format
+        reasoning = delta.get("reasoningContent")
+        if isinstance(reasoning, dict):
+            return self._reasoning(int(body.get("contentBlockIndex") or 0), reasoning)
+        return b""  # citations…: not part of the OpenAI chunk format
+
+    def _reasoning(self, block: int, reasoning: dict[str, Any]) -> bytes:
+        if reasoning.get("signature"):
+            self._signatures[block] = self._signatures.get(block, "") + str(reasoning["signature"])
+        if reasoning.get("redactedContent"):
+            return self._chunk({"thinking_blocks": [{"type": "redacted_thinking",
+                                                     "data": str(reasoning["redactedContent"])}]})
+        text = reasoning.get("text")
+        return self._chunk({"reasoning_content": text}) if text else b""
 
     def _tool_start(self, block: int, use: dict[str, Any]) -> bytes:
         index = self._tools[block] = len(self._tools)

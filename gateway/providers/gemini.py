@@ -8,7 +8,13 @@ streamed) and the error mapping. Notes:
 - Tool call ids are made up (Gemini has none): `call_<n>_<hash of response id, candidate, name, args>`,
   the same for a streamed and a complete answer. Tool results find their function name through them.
 - Usage: prompt = promptTokenCount (+ toolUsePromptTokenCount), of which cachedContentTokenCount are
-  cached; completion = candidatesTokenCount + thoughtsTokenCount (thinking is billed as output).
+  cached; completion = candidatesTokenCount + thoughtsTokenCount (thinking is billed as output), of
+  which thoughtsTokenCount are reasoning tokens.
+- Thought summaries (`thought: true` parts) are `reasoning_content`; a function call's
+  `thoughtSignature` is the tool call's `extra_content.google.thought_signature` (Google's own
+  OpenAI-compatible form), which the client sends back on the next turn.
+- A blocked prompt (promptFeedback.blockReason) or answer (FINISH_REASONS) is `content_filter`, with
+  Google's explanation as the message's `refusal`.
 - Embeddings on the Generative Language API report no usage: it is estimated (4 characters a token,
   `Usage.estimated`) when the caller passes the OpenAI request to `parse_response(request=...)`.
   Vertex AI embeddings (`:predict`) report real token counts.
@@ -47,11 +53,15 @@ from gateway.schemas import Operation
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 
+# Every reason Google documents for a blocked answer (Gemini API and Vertex AI, whose Model Armor
+# templates end an answer with MODEL_ARMOR) is a content filter; anything else (OTHER, LANGUAGE,
+# MALFORMED_FUNCTION_CALL, …) → "stop".
 FINISH_REASONS = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
     "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}  # anything else (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL, …) → "stop"
+    "IMAGE_SAFETY": "content_filter", "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter", "MODEL_ARMOR": "content_filter", "JAILBREAK": "content_filter",
+}
 
 STATUS_CODES = {
     "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
@@ -98,7 +108,7 @@ class GeminiAdapter:
         if operation is not Operation.CHAT:
             raise InvalidRequestError("Gemini models serve chat completions and embeddings only; use "
                                       "/v1/chat/completions.", code="unsupported_operation")
-        payload = chat_body(body, unsupported_handler(drop))
+        payload = chat_body(body, unsupported_handler(drop), model)
         url = self.url(model, "streamGenerateContent?alt=sse" if stream else "generateContent")
         return UpstreamRequest("POST", url, dict(self._headers), orjson.dumps(payload), stream)
 
@@ -130,16 +140,23 @@ def chat_response(data: dict[str, Any]) -> dict[str, Any]:
     choices = []
     for position, candidate in enumerate(data.get("candidates") or ()):
         index = int(candidate.get("index", position))
-        text, calls = _candidate_parts(candidate, response_id, index, 0)
+        text, calls, thoughts = _candidate_parts(candidate, response_id, index, 0)
         message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+        if thoughts:
+            message["reasoning_content"] = thoughts
         if calls:
             message["tool_calls"] = calls
-        choices.append({"index": index, "message": message, "logprobs": None,
-                        "finish_reason": _finish(candidate.get("finishReason"), bool(calls))})
+        finish = _finish(candidate.get("finishReason"), bool(calls))
+        if finish == "content_filter" and candidate.get("finishMessage"):
+            message["refusal"] = str(candidate["finishMessage"])
+        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
     if not choices:
         # No candidates: the prompt itself was blocked (promptFeedback.blockReason).
-        choices.append({"index": 0, "message": {"role": "assistant", "content": ""}, "logprobs": None,
-                        "finish_reason": "content_filter"})
+        message = {"role": "assistant", "content": ""}
+        reason = _block_message(data.get("promptFeedback"))
+        if reason:
+            message["refusal"] = reason
+        choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": "content_filter"})
     out: dict[str, Any] = {
         "id": f"chatcmpl-{response_id}", "object": "chat.completion", "created": int(time.time()),
         "model": str(data.get("modelVersion") or ""), "choices": choices,
@@ -150,17 +167,27 @@ def chat_response(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _block_message(feedback: object) -> str | None:
+    if not isinstance(feedback, dict) or not feedback.get("blockReason"):
+        return None
+    return str(feedback.get("blockReasonMessage") or f"The prompt was blocked ({feedback['blockReason']}).")
+
+
 def _candidate_parts(candidate: dict[str, Any], response_id: str, index: int, first_call: int
-                     ) -> tuple[str, list[dict[str, Any]]]:
-    """The visible text (thought summaries left out) and the tool calls of one candidate event."""
+                     ) -> tuple[str, list[dict[str, Any]], str]:
+    """The visible text, the tool calls and the thought summaries of one candidate event."""
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in (candidate.get("content") or {}).get("parts") or ():
-        if "text" in part and not part.get("thought"):
-            texts.append(str(part["text"]))
+        if "text" in part:
+            (thoughts if part.get("thought") else texts).append(str(part["text"]))
         elif isinstance(part.get("functionCall"), dict):
-            calls.append(tool_call(part["functionCall"], response_id, index, first_call + len(calls)))
-    return "".join(texts), calls
+            call = tool_call(part["functionCall"], response_id, index, first_call + len(calls))
+            if part.get("thoughtSignature"):
+                call["extra_content"] = {"google": {"thought_signature": str(part["thoughtSignature"])}}
+            calls.append(call)
+    return "".join(texts), calls, "".join(thoughts)
 
 
 def tool_call(call: dict[str, Any], response_id: str, candidate: int, number: int) -> dict[str, Any]:
@@ -186,6 +213,7 @@ def usage_from(raw: object) -> Usage | None:
         prompt_tokens=int(raw.get("promptTokenCount") or 0) + int(raw.get("toolUsePromptTokenCount") or 0),
         completion_tokens=int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0),
         cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=int(raw.get("thoughtsTokenCount") or 0),
     )
 
 
@@ -197,7 +225,7 @@ def usage_dict(raw: object) -> dict[str, Any] | None:
         "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": int(raw.get("thoughtsTokenCount") or 0)},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -290,24 +318,29 @@ class GeminiStream:
         for position, candidate in enumerate(candidates):
             index = int(candidate.get("index", position))
             first = self._calls.get(index, 0)
-            text, calls = _candidate_parts(candidate, self._id, index, first)
+            text, calls, thoughts = _candidate_parts(candidate, self._id, index, first)
             delta: dict[str, Any] = {}
             if index not in self._started:  # the first chunk carries the role, as OpenAI's does
                 self._started.add(index)
                 delta = {"role": "assistant", "content": text if text or not calls else None}
             elif text:
                 delta["content"] = text
+            if thoughts:
+                delta["reasoning_content"] = thoughts
             if calls:
                 delta["tool_calls"] = [{"index": first + n, **call} for n, call in enumerate(calls)]
                 self._calls[index] = first + len(calls)
             if delta:
                 out.append(self._chunk(index, delta))
             if candidate.get("finishReason"):
-                self._end(out, index, _finish(candidate["finishReason"], index in self._calls))
-        feedback = data.get("promptFeedback")
-        if not candidates and isinstance(feedback, dict) and feedback.get("blockReason"):
+                finish = _finish(candidate["finishReason"], index in self._calls)
+                if finish == "content_filter" and candidate.get("finishMessage"):
+                    out.append(self._chunk(index, {"refusal": str(candidate["finishMessage"])}))
+                self._end(out, index, finish)
+        reason = _block_message(data.get("promptFeedback"))
+        if not candidates and reason:
             self._started.add(0)
-            out.append(self._chunk(0, {"role": "assistant", "content": ""}))
+            out.append(self._chunk(0, {"role": "assistant", "content": "", "refusal": reason}))
             self._end(out, 0, "content_filter")
         return b"".join(out)
 

@@ -11,12 +11,16 @@ Translation rules worth knowing:
   guessed from the file extension (or given as the non-standard `image_url.mime_type`). A URL whose
   type cannot be told is refused with 400: Gemini requires the mimeType and the gateway does no I/O.
 - JSON schemas (tool parameters, `response_format.json_schema`) are reduced to Gemini's OpenAPI
-  subset: `type` upper-cased, `["x", "null"]` → nullable, `const` → enum, local `$ref`s inlined,
-  unsupported keywords (`additionalProperties`, `$schema`, `strict`, …) dropped.
+  subset, or sent as JSON Schema when they refer to themselves (gemini_schema.py).
+- `reasoning_effort` → `thinkingConfig`: `thinkingLevel` on Gemini 3, `thinkingBudget` (reasoning.py
+  table) on 2.5, with thought summaries asked for; models before 2.5 do not think (400 naming it).
+- assistant tool calls carry Gemini's thought signature back as
+  `extra_content.google.thought_signature` (Gemini 3 refuses a function call turn without it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +28,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.errors import InvalidRequestError
+from gateway.providers.gemini_schema import schema_fields
+from gateway.providers.reasoning import BUDGETS, effort_of
 
 Unsupported = Callable[[str, str], None]
 
@@ -33,7 +39,7 @@ _IGNORED = frozenset({"model", "messages", "stream", "stream_options", "user", "
 _CONFIG = {"temperature": "temperature", "top_p": "topP", "seed": "seed",
            "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
 _HANDLED = frozenset({*_CONFIG, "max_tokens", "max_completion_tokens", "stop", "n", "response_format",
-                      "tools", "tool_choice", "parallel_tool_calls", "logprobs"})
+                      "tools", "tool_choice", "parallel_tool_calls", "logprobs", "reasoning_effort"})
 
 _MIME_BY_EXT = {
     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
@@ -42,11 +48,6 @@ _MIME_BY_EXT = {
     "ogg": "audio/ogg", "aac": "audio/aac", "mp4": "video/mp4", "mov": "video/mov",
     "webm": "video/webm", "txt": "text/plain",
 }
-
-_SCHEMA_KEYS = frozenset({"title", "description", "nullable", "enum", "maxItems", "minItems", "required",
-                          "minProperties", "maxProperties", "minLength", "maxLength", "pattern",
-                          "example", "propertyOrdering", "default", "minimum", "maximum"})
-_SCHEMA_FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 
 
 def unsupported_handler(drop: bool) -> Unsupported:
@@ -60,7 +61,7 @@ def unsupported_handler(drop: bool) -> Unsupported:
     return handle
 
 
-def chat_body(body: dict[str, Any], unsupported: Unsupported) -> dict[str, Any]:
+def chat_body(body: dict[str, Any], unsupported: Unsupported, model: str = "") -> dict[str, Any]:
     for key, value in body.items():
         if key in _IGNORED or value is None:
             continue
@@ -80,6 +81,9 @@ def chat_body(body: dict[str, Any], unsupported: Unsupported) -> dict[str, Any]:
     if tool_config and body.get("tools"):
         out["toolConfig"] = {"functionCallingConfig": tool_config}
     config = _generation_config(body, unsupported)
+    thinking = _thinking_config(body, model, unsupported)
+    if thinking:
+        config["thinkingConfig"] = thinking
     if config:
         out["generationConfig"] = config
     return out
@@ -106,10 +110,43 @@ def _generation_config(body: dict[str, Any], unsupported: Unsupported) -> dict[s
             schema = spec.get("schema") if isinstance(spec, dict) else None
             config["responseMimeType"] = "application/json"
             if isinstance(schema, dict):
-                config["responseSchema"] = to_schema(schema, "response_format.json_schema.schema")
+                config.update(schema_fields(schema, "response_format.json_schema.schema",
+                                            openapi="responseSchema", json_schema="responseJsonSchema"))
         elif kind != "text":
             unsupported("response_format.type", f"'{kind}' has no Gemini equivalent.")
     return config
+
+
+# Gemini 2.5 thinking budgets top out lower on Flash models than on Pro.
+_FLASH_MAX_BUDGET = 24576
+_PRO_MAX_BUDGET = 32768
+_VERSION = re.compile(r"gemini-(\d+(?:\.\d+)?)")
+
+
+def _thinking_config(body: dict[str, Any], model: str, unsupported: Unsupported) -> dict[str, Any] | None:
+    effort = effort_of(body)
+    if effort is None:
+        return None
+    name = model.rsplit("/", 1)[-1]
+    flash = "flash" in name
+    found = _VERSION.match(name)
+    version = float(found.group(1)) if found else None
+    if version is not None and version < 2.5:
+        if effort != "none":
+            unsupported("reasoning_effort", f"{name} does not think.")
+        return None
+    if version is not None and version >= 3:
+        if flash:
+            level = {"none": "minimal", "xhigh": "high"}.get(effort, effort)
+        else:  # Gemini 3 Pro thinks at two levels and cannot stop
+            level = "high" if effort in ("medium", "high", "xhigh") else "low"
+        return {"thinkingLevel": level, **({"includeThoughts": True} if effort != "none" else {})}
+    # Gemini 2.5, and names without a version (Gemini 3 takes a budget too, for compatibility).
+    if effort == "none":
+        # Pro cannot switch thinking off: its smallest budget is the nearest it gets.
+        return {"thinkingBudget": 0 if flash else 128}
+    budget = min(BUDGETS[effort], _FLASH_MAX_BUDGET if flash else _PRO_MAX_BUDGET)
+    return {"thinkingBudget": budget, "includeThoughts": True}
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -131,10 +168,12 @@ def _contents(messages: list[dict[str, Any]], unsupported: Unsupported
         elif role == "assistant":
             parts, gemini_role = _text_parts(content, f"{where}.content"), "model"
             for j, call in enumerate(message.get("tool_calls") or ()):
-                function = call["function"]
-                call_names[call["id"]] = function["name"]
-                args = _arguments(function.get("arguments"), f"{where}.tool_calls[{j}].function.arguments")
-                parts.append({"functionCall": {"name": function["name"], "args": args}})
+                if call.get("type", "function") != "function":
+                    unsupported(f"{where}.tool_calls[{j}].type",
+                                f"tool calls of type '{call.get('type')}' are not translated (function calls only).")
+                    continue
+                parts.append(_function_call(call, f"{where}.tool_calls[{j}]"))
+                call_names[call["id"]] = call["function"]["name"]
         elif role in ("tool", "function"):
             if role == "tool":
                 name = call_names.get(str(message.get("tool_call_id")))
@@ -156,6 +195,18 @@ def _contents(messages: list[dict[str, Any]], unsupported: Unsupported
         else:
             contents.append({"role": gemini_role, "parts": parts})
     return system, contents
+
+
+def _function_call(call: dict[str, Any], where: str) -> dict[str, Any]:
+    function = call["function"]
+    args = _arguments(function.get("arguments"), f"{where}.function.arguments")
+    part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": args}}
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    if isinstance(signature, str) and signature:
+        part["thoughtSignature"] = signature
+    return part
 
 
 def _text_parts(content: object, where: str) -> list[dict[str, Any]]:
@@ -249,7 +300,8 @@ def _functions(tools: list[dict[str, Any]], unsupported: Unsupported) -> list[di
     declarations = []
     for k, tool in enumerate(tools):
         if tool.get("type") != "function":
-            unsupported(f"tools[{k}].type", "only function tools are translated.")
+            unsupported(f"tools[{k}].type", f"tools of type '{tool.get('type')}' are not translated (function "
+                                            "tools only).")
             continue
         function = tool["function"]
         declaration: dict[str, Any] = {"name": function["name"]}
@@ -259,7 +311,8 @@ def _functions(tools: list[dict[str, Any]], unsupported: Unsupported) -> list[di
         # Gemini refuses an OBJECT schema without properties: a function without arguments has none.
         if isinstance(params, dict) and (params.get("properties")
                                          or params.get("type") not in ("object", None)):
-            declaration["parameters"] = to_schema(params, f"tools[{k}].function.parameters")
+            declaration.update(schema_fields(params, f"tools[{k}].function.parameters",
+                                             openapi="parameters", json_schema="parametersJsonSchema"))
         declarations.append(declaration)
     return declarations
 
@@ -281,58 +334,6 @@ def _tool_config(choice: object, unsupported: Unsupported) -> dict[str, Any] | N
             return {"mode": "ANY", "allowedFunctionNames": names}
     unsupported("tool_choice", "use 'auto', 'none', 'required' or one named function.")
     return None
-
-
-def to_schema(node: dict[str, Any], where: str) -> dict[str, Any]:
-    """A JSON Schema → Gemini's Schema object (OpenAPI 3.0 subset)."""
-    defs = {**(node.get("definitions") or {}), **(node.get("$defs") or {})}
-    return _schema(node, defs, where, 0)
-
-
-def _schema(node: object, defs: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {}
-    if depth > 24:
-        raise InvalidRequestError("The schema nests too deeply (recursive $ref?) for Gemini.", param=where)
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target = defs.get(ref.rsplit("/", 1)[-1]) if ref.startswith(("#/$defs/", "#/definitions/")) else None
-        if not isinstance(target, dict):
-            raise InvalidRequestError(f"Cannot resolve '$ref': {ref}.", param=where)
-        return _schema({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs, where, depth + 1)
-    out: dict[str, Any] = {}
-    kind = node.get("type")
-    if isinstance(kind, list):
-        types = [t for t in kind if t != "null"]
-        if len(types) < len(kind):
-            out["nullable"] = True
-        if len(types) > 1:
-            out["anyOf"] = [{"type": str(t).upper()} for t in types]
-        kind = types[0] if len(types) == 1 else None
-    if isinstance(kind, str):
-        if kind == "null":
-            out["nullable"] = True
-        else:
-            out["type"] = kind.upper()
-    for key, value in node.items():
-        if key in _SCHEMA_KEYS or (key == "format" and value in _SCHEMA_FORMATS):
-            out[key] = value
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "properties" and isinstance(value, dict):
-            out[key] = {name: _schema(sub, defs, where, depth + 1) for name, sub in value.items()}
-        elif key == "items":
-            out[key] = _schema(value, defs, where, depth + 1)
-        elif key in ("anyOf", "oneOf") and isinstance(value, list):
-            variants = [v for v in value if v != {"type": "null"}]
-            if len(variants) < len(value):
-                out["nullable"] = True
-            if len(variants) == 1:
-                out.update({k: v for k, v in _schema(variants[0], defs, where, depth + 1).items()
-                            if k not in out})
-            else:
-                out["anyOf"] = [_schema(v, defs, where, depth + 1) for v in variants]
-    return out
 
 
 # --- embeddings ----------------------------------------------------------------------------------

@@ -3,12 +3,16 @@
 It is a real adapter (the OpenAI translator) whose upstream is an in-process responder in
 `gateway.upstream`; this module holds the pure part: what the mock answers to a request.
 Answers: the last user message echoed back, or, when the upstream model name is `lorem`, lorem text
-as long as `max_tokens` asks (default 16 words). One word is counted as one token.
+as long as `max_tokens` asks (default 16 words). One word is counted as one token. `n` answers give
+`n` identical choices (completion tokens counted for each); embeddings honour `encoding_format:
+"base64"` (little-endian float32, as OpenAI encodes them).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
 import time
 from typing import Any
 
@@ -72,22 +76,32 @@ def completion(operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
         return embeddings(body)
     words, prompt_tokens, finish = answer_words(operation, body)
     text = " ".join(words)
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-             "total_tokens": prompt_tokens + len(words)}
+    n = _choices(body)
+    usage = _usage(prompt_tokens, len(words) * n)
     if operation is Operation.CHAT:
         return {
             "id": response_id(body), "object": "chat.completion", "created": int(time.time()),
             "model": body["model"], "system_fingerprint": "mock",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": i, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": finish} for i in range(n)],
             "usage": usage,
         }
     return {
         "id": response_id(body).replace("chatcmpl", "cmpl"), "object": "text_completion",
         "created": int(time.time()), "model": body["model"],
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish} for i in range(n)],
         "usage": usage,
     }
+
+
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 1 else 1
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
 
 
 def stream_chunks(operation: Operation, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,21 +119,22 @@ def stream_chunks(operation: Operation, body: dict[str, Any]) -> list[dict[str, 
         return {"id": rid, "object": obj, "created": created, "model": model,
                 "system_fingerprint": "mock", "choices": [choice], **usage_field}
 
+    n = _choices(body)
     chunks: list[dict[str, Any]] = []
-    if chat:
-        chunks.append(chunk({"index": 0, "delta": {"role": "assistant", "content": ""},
-                             "logprobs": None, "finish_reason": None}))
-    for i, word in enumerate(words):
-        piece = word if i == 0 else " " + word
-        delta: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
-        chunks.append(chunk({"index": 0, **delta, "logprobs": None, "finish_reason": None}))
-    end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
-    chunks.append(chunk({"index": 0, **end, "logprobs": None, "finish_reason": finish}))
+    for index in range(n):  # one choice after another: clients gather deltas by index either way
+        if chat:
+            chunks.append(chunk({"index": index, "delta": {"role": "assistant", "content": ""},
+                                 "logprobs": None, "finish_reason": None}))
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            delta: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
+            chunks.append(chunk({"index": index, **delta, "logprobs": None, "finish_reason": None}))
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        chunks.append(chunk({"index": index, **end, "logprobs": None, "finish_reason": finish}))
     if with_usage:
         chunks.append({"id": rid, "object": obj, "created": created, "model": model,
                        "system_fingerprint": "mock", "choices": [],
-                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                                 "total_tokens": prompt_tokens + len(words)}})
+                       "usage": _usage(prompt_tokens, len(words) * n)})
     return chunks
 
 
@@ -140,6 +155,10 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(text.encode()).digest()
         vector = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
         norm = sum(v * v for v in vector) ** 0.5 or 1.0
-        data.append({"object": "embedding", "index": index, "embedding": [v / norm for v in vector]})
+        unit = [v / norm for v in vector]
+        embedding: list[float] | str = unit
+        if body.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{dims}f", *unit)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
     return {"object": "list", "data": data, "model": body["model"],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -18,6 +18,7 @@ from gateway.errors import (
     ContextLengthExceededError,
     GatewayError,
     UpstreamError,
+    UpstreamProtocolError,
     parse_retry_after,
 )
 from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
@@ -54,8 +55,13 @@ class OpenAIAdapter:
         self, operation: Operation, body: dict[str, Any], model: str, *, stream: bool,
         drop_unsupported_params: bool | None = None,
     ) -> UpstreamRequest:
-        # Everything passes through to OpenAI-compatible servers, unknown fields included.
+        # Everything passes through to OpenAI-compatible servers, unknown fields included, except the
+        # gateway's own `thinking_blocks` (signed reasoning other providers need back).
         upstream = {**body, "model": model}
+        messages = body.get("messages")
+        if isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages):
+            upstream["messages"] = [{k: v for k, v in m.items() if k != "thinking_blocks"}
+                                    if isinstance(m, dict) else m for m in messages]
         if stream and operation is not Operation.EMBEDDINGS:
             options = body.get("stream_options")
             upstream["stream_options"] = {**options, "include_usage": True} if isinstance(
@@ -82,7 +88,7 @@ class OpenAIStream:
     (complete events only), found with a few substring searches in C. Only a read that holds a
     marker (usage, finish reason, [DONE], an error, CRLF framing) is taken apart event by event."""
 
-    __slots__ = ("_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
+    __slots__ = ("_emitted", "_error", "_keep_usage_chunk", "_pending", "done", "finish_reason", "usage")
     # Substrings that make a read worth taking apart event by event, as compact and as spaced JSON
     # write them (subclasses add their own).
     markers: tuple[bytes, ...] = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "',
@@ -90,12 +96,21 @@ class OpenAIStream:
 
     def __init__(self, client_wants_usage: bool) -> None:
         self._pending = b""
+        self._emitted = False  # an earlier feed() returned output (the client may have it)
+        self._error: GatewayError | None = None  # raised on the call after the output preceding it
         self._keep_usage_chunk = client_wants_usage
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
+        if self._error is not None:
+            raise self._error
+        out = self._feed(data)
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def _feed(self, data: bytes) -> bytes:
         buffer = self._pending + data if self._pending else data
         if buffer.find(b"\r") >= 0:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -123,7 +138,7 @@ class OpenAIStream:
             return self._passthrough(complete)
         cut = complete.rfind(b"\n\n", 0, first)
         cut = cut + 2 if cut >= 0 else 0
-        return self._passthrough(complete[:cut]) + self._events(complete[cut:])
+        return self._events(complete[cut:], self._passthrough(complete[:cut]))
 
     def _passthrough(self, events: bytes) -> bytes:
         if self._keep_usage_chunk or events.find(b'"usage":') < 0:
@@ -131,12 +146,29 @@ class OpenAIStream:
         return _strip_usage_null(events)
 
     def finish(self) -> bytes:
+        if self._error is not None:
+            raise self._error
         rest, self._pending = self._pending.strip(), b""
         return self._event(rest) if rest else b""
 
-    def _events(self, complete: bytes) -> bytes:
-        out = [self._event(event) for event in complete.split(b"\n\n") if event]
+    def _events(self, complete: bytes, before: bytes = b"") -> bytes:
+        out = [before]
+        for event in complete.split(b"\n\n"):
+            if event:
+                try:
+                    out.append(self._event(event))
+                except GatewayError as exc:
+                    return self._fail(exc, b"".join(out))
         return b"".join(out)
+
+    def _fail(self, error: GatewayError, preceding: bytes) -> bytes:
+        """An error event arrived. Before any output went out, raise at once (the router may still
+        retry or fall back). Mid-stream, first hand over what preceded the error in this read and
+        raise on the next call, so the client gets every token before the error."""
+        if not self._emitted or not preceding:
+            raise error
+        self._error = error
+        return preceding
 
     def _event(self, event: bytes) -> bytes:
         payload = event_data(event)
@@ -145,9 +177,15 @@ class OpenAIStream:
         if payload == b"[DONE]":
             self.done = True
             return DONE
-        if payload.startswith(b'{"error"'):
+        if payload.find(b'"error"') >= 0:
             # An error reported inside the stream: the provider failed after it started answering.
-            raise openai_error(502, payload, {}, provider="openai")
+            # OpenRouter puts it beside a chunk's other fields, not only alone.
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamProtocolError("The provider sent a stream event that is not JSON.") from None
+            if isinstance(data, dict) and data.get("error"):
+                raise openai_error(502, orjson.dumps({"error": data["error"]}), {}, provider="openai")
         # Only the few chunks that carry usage or a finish reason are parsed; the rest pass as bytes.
         has_usage = b'"usage":{' in payload or b'"usage": {' in payload
         if has_usage or b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
@@ -192,10 +230,13 @@ def usage_from(raw: object) -> Usage | None:
     if cached is None:
         # DeepSeek reports its prompt-cache reads in its own field.
         cached = raw.get("prompt_cache_hit_tokens")
+    completion = raw.get("completion_tokens_details")
+    reasoning = completion.get("reasoning_tokens") if isinstance(completion, dict) else None
     return Usage(
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         cached_tokens=int(cached or 0),
+        reasoning_tokens=int(reasoning or 0),
     )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.errors import InvalidRequestError
 
@@ -44,8 +45,9 @@ class FunctionCall(_Open):
 
 class ToolCall(_Open):
     id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
+    # Other call types (GPT-5 `custom` calls, a server's own kinds) pass through to servers that made them.
+    type: str = "function"
+    function: FunctionCall | None = None
 
 
 class Message(_Open):
@@ -63,8 +65,10 @@ class FunctionDef(_Open):
 
 
 class Tool(_Open):
-    type: Literal["function"]
-    function: FunctionDef
+    # Only function tools are read by the gateway; other types (GPT-5 `custom`, `openrouter:web_search`,
+    # …) go to OpenAI-compatible servers as sent, and translating providers refuse them by name.
+    type: str
+    function: FunctionDef | None = None
 
 
 class StreamOptions(_Open):
@@ -75,7 +79,7 @@ Temperature = Annotated[float, Field(ge=0, le=2)]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
-Stop = str | Annotated[list[str], Field(max_length=4)] | None
+MAX_STOP_SEQUENCES = 4
 
 
 class _Sampling(_Open):
@@ -86,11 +90,20 @@ class _Sampling(_Open):
     temperature: Temperature | None = None
     top_p: Unit | None = None
     n: PositiveInt | None = None
-    stop: Stop = None
+    stop: str | list[str] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     seed: StrictInt | None = None
     user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+            raise PydanticCustomError(
+                "too_many_stop_sequences", "at most {limit} stop sequences are allowed, got {count}",
+                {"limit": MAX_STOP_SEQUENCES, "count": len(stop)})
+        return stop
 
 
 class ChatRequest(_Sampling):
@@ -147,7 +160,27 @@ def validate_request(operation: Operation, body: object) -> dict[str, Any]:
             message = f"Invalid value for '{param}': {first['msg']}."
             code = "invalid_value"
         raise InvalidRequestError(message, code=code, param=param) from None
+    if operation is not Operation.EMBEDDINGS:
+        _check_combinations(body)
     return body
+
+
+def _check_combinations(body: dict[str, Any]) -> None:
+    """Rules across fields, which the per-field models cannot state with the field's own path."""
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        # OpenAI refuses this combination too; accepting it would hide a client bug.
+        raise InvalidRequestError("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                                  code="invalid_value", param="stream_options")
+    for i, tool in enumerate(body.get("tools") or ()):
+        if tool["type"] == "function" and tool.get("function") is None:
+            raise InvalidRequestError(f"Missing required parameter: 'tools[{i}].function'.",
+                                      code="missing_required_parameter", param=f"tools[{i}].function")
+    for i, message in enumerate(body.get("messages") or ()):
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            if call.get("type", "function") == "function" and call.get("function") is None:
+                param = f"messages[{i}].tool_calls[{j}].function"
+                raise InvalidRequestError(f"Missing required parameter: '{param}'.",
+                                          code="missing_required_parameter", param=param)
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -83,6 +83,7 @@ class Reply:
     chunks: list[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+    charset: str | None = None
     # Seconds before the headers, before the first chunk, and between chunks.
     delay: float = 0.0
     first_chunk_delay: float = 0.0
@@ -144,9 +145,11 @@ class FakeUpstream:
         if reply.chunks is None:
             body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
             return web.Response(status=reply.status, body=body, headers=reply.headers,
-                                content_type=reply.content_type or "application/json")
+                                content_type=reply.content_type or "application/json", charset=reply.charset)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
         response.content_type = reply.content_type or "text/event-stream"
+        if reply.charset:
+            response.charset = reply.charset
         await response.prepare(request)
         try:
             for i, chunk in enumerate(reply.chunks):

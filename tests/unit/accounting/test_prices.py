@@ -135,8 +135,8 @@ def test_anthropic_streamed() -> None:
 def test_gemini_cached_and_thinking_tokens() -> None:
     data = orjson.loads((DATA / "gemini" / "chat_response.json").read_bytes())
     usage = gemini_usage(data["usageMetadata"])
-    # thinking tokens are billed as output
-    assert usage == Usage(prompt_tokens=8, completion_tokens=42, cached_tokens=4)
+    # thinking tokens are billed as output (and counted among them as reasoning tokens)
+    assert usage == Usage(prompt_tokens=8, completion_tokens=42, cached_tokens=4, reasoning_tokens=30)
     # 4 x 0.30 + 4 x 0.03 + 42 x 2.50 = 1.2 + 0.12 + 105 = 106.32 → 106
     assert unit("gemini", "gemini-2.5-flash").cost_micro(usage) == 106
 

@@ -311,7 +311,7 @@ def test_cached_usage_and_length(adapter: BedrockAdapter) -> None:
     assert parsed.usage is not None
     assert (parsed.usage.prompt_tokens, parsed.usage.cached_tokens, parsed.usage.cache_write_tokens) == (
         2120, 1800, 300)
-    assert parsed.data["usage"]["prompt_tokens_details"] == {"cached_tokens": 1800}
+    assert parsed.data["usage"]["prompt_tokens_details"] == {"cached_tokens": 1800, "cache_write_tokens": 300}
     assert parsed.data["usage"]["total_tokens"] == 2125
     assert parsed.data["choices"][0]["finish_reason"] == "length"
 

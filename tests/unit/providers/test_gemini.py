@@ -407,7 +407,8 @@ def test_unsupported_parameters(extra: dict[str, Any], param: str) -> None:
 
 
 def test_neutral_values_are_accepted() -> None:
-    out = wire(chat(USER, logprobs=False, parallel_tool_calls=True, stream_options={"include_usage": True}))
+    out = wire(chat(USER, logprobs=False, parallel_tool_calls=True, stream=True,
+                    stream_options={"include_usage": True}))
     assert out == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
 
 
@@ -510,7 +511,7 @@ def test_blocked_prompt_is_content_filter_with_empty_content() -> None:
     assert parsed.data["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": ""},
+            "message": {"role": "assistant", "content": "", "refusal": "The prompt was blocked (SAFETY)."},
             "logprobs": None,
             "finish_reason": "content_filter",
         }
@@ -716,7 +717,8 @@ def test_stream_blocked_prompt() -> None:
     event = b"data: " + fixture("blocked_prompt.json").replace(b"\n", b"") + b"\r\n\r\n"
     translator = GeminiStream(client_wants_usage=False)
     out = events(run(translator, event))
-    assert [c["choices"][0]["delta"] for c in out[:-1]] == [{"role": "assistant", "content": ""}, {}]
+    assert [c["choices"][0]["delta"] for c in out[:-1]] == [
+        {"role": "assistant", "content": "", "refusal": "The prompt was blocked (SAFETY)."}, {}]
     assert out[-2]["choices"][0]["finish_reason"] == "content_filter" and out[-1] == "[DONE]"
 
 

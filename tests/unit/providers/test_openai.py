@@ -133,3 +133,44 @@ def test_error_mapping(status: int, body: bytes, headers: dict[str, str], kind: 
 def test_invalid_json_answer_is_a_protocol_error() -> None:
     with pytest.raises(UpstreamProtocolError):
         OpenAIAdapter(None).parse_response(Operation.CHAT, 200, b"not json")
+
+
+ERROR_IN_CHUNK = (b'data: {"id":"gen-1","provider":"Minimax","error":{"code":400,"message":"Token limit reached"},'
+                  b'"choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}\n\n')
+FIRST = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chat_chunks("a b", "m", include_usage=False))
+
+
+def test_an_error_beside_a_chunks_fields_ends_the_stream_after_what_came_before() -> None:
+    translator = OpenAIAdapter(None).stream_translator(Operation.CHAT, client_wants_usage=False)
+    cut = FIRST.index(b"\n\n") + 2
+    first = translator.feed(FIRST[:cut])
+    # The next read holds the rest of the content and the error: the content goes out first.
+    out = first + translator.feed(FIRST[cut:] + ERROR_IN_CHUNK)
+    assert out == FIRST
+    with pytest.raises(UpstreamError) as info:
+        translator.finish()
+    assert info.value.message == "Token limit reached"
+
+
+def test_an_error_before_any_output_is_raised_at_once() -> None:
+    translator = OpenAIAdapter(None).stream_translator(Operation.CHAT, client_wants_usage=False)
+    with pytest.raises(UpstreamError):
+        translator.feed(FIRST + ERROR_IN_CHUNK)
+
+
+def test_thinking_blocks_stay_with_the_gateway() -> None:
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello", "reasoning_content": "greet",
+                 "thinking_blocks": [{"type": "thinking", "thinking": "greet", "signature": "s"}]}]
+    request = OpenAIAdapter(None).build_request(Operation.CHAT, {"model": "a", "messages": messages}, "m",
+                                                stream=False)
+    assert orjson.loads(request.body)["messages"] == [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "reasoning_content": "greet"}]
+
+
+def test_usage_keeps_reasoning_tokens() -> None:
+    body = orjson.dumps({"id": "c", "object": "chat.completion", "choices": [], "usage": {
+        "prompt_tokens": 10, "completion_tokens": 30, "total_tokens": 40,
+        "completion_tokens_details": {"reasoning_tokens": 24}}})
+    usage = OpenAIAdapter(None).parse_response(Operation.CHAT, 200, body).usage
+    assert usage is not None and (usage.completion_tokens, usage.reasoning_tokens) == (30, 24)
