@@ -19,6 +19,7 @@ from starlette.routing import Route
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.dialects import MessagesDialect
 from gateway.dialects.chat import ChatDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
@@ -33,7 +34,8 @@ from gateway.ratelimit.keys import KeyStore
 from gateway.ratelimit.stage import LimitStore
 from gateway.routes.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
 from gateway.routes.calls import DialectEndpoint
-from gateway.routes.openai import ModelsEndpoint
+from gateway.routes.messages import CountTokensEndpoint
+from gateway.routes.models import ModelsEndpoint
 from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
@@ -305,7 +307,14 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             Route(f"{prefix}/models", models),
             Route(prefix + "/models/{model:path}", models),
         ]
+    # Anthropic's SDKs and Claude Code: the Messages API.
     routes += [
+        Route("/v1/messages", DialectEndpoint(MessagesDialect(), services)),
+        Route("/v1/messages/count_tokens", CountTokensEndpoint(services)),
+    ]
+    routes += [
+        # Claude Code checks that its base URL answers (HEAD /) before its first call.
+        Route("/", HealthEndpoint(), methods=["GET", "HEAD"]),
         Route("/healthz", HealthEndpoint()),
         Route("/readyz", ReadyEndpoint(services)),
         Route("/metrics", MetricsEndpoint(services)),
@@ -322,9 +331,13 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     fast_paths = {route.path: route.app for route in routes
                   if isinstance(route, Route) and isinstance(route.app, DialectEndpoint)}
     access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
+    # Endpoints whose clients speak another dialect than OpenAI's render their errors in it.
+    renderers = {route.path: route.app.render_error for route in routes if isinstance(route, Route) and (
+        isinstance(route.app, CountTokensEndpoint)
+        or (isinstance(route.app, DialectEndpoint) and route.app.dialect.name != "chat"))}
     app = GatewayStarlette(routes=routes, lifespan=lifespan,
                            middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,
-                                                  metrics=metrics)])
+                                                  metrics=metrics, renderers=renderers)])
     app.state.services = services
     return app
 

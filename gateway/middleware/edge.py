@@ -110,5 +110,7 @@ async def send_error(send: Any, error: GatewayError, request_id: str, render: Er
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"x-request-id", request_id.encode("latin-1"))]
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+    if render is not None:  # Anthropic's clients read the request id from `request-id`
+        headers.append((b"request-id", request_id.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
