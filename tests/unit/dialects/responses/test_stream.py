@@ -3,8 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openai.types.responses import ResponseStreamEvent
 
 from gateway.dialects.responses import StreamEncoder, parse_request
 from gateway.dialects.responses.reasoning import decode_blocks
@@ -18,6 +20,8 @@ TOOLS = [
     {"type": "namespace", "name": "agents", "description": "Sub-agents.",
      "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object"}}]},
 ]
+# The SDK's own event types, validated strictly (its stream parser only constructs them).
+SDK_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
 REQUEST: dict[str, Any] = {"model": "alias", "input": "hi", "stream": True, "tools": TOOLS,
                            "include": ["reasoning.encrypted_content"], "store": False}
 
@@ -136,7 +140,10 @@ def turns(draw: st.DrawFn) -> Turn:
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(turns())
 def test_any_canonical_turn_gives_a_grammatical_stream(turn: Turn) -> None:
-    final = check_stream(encode(turn))
+    stream = encode(turn)
+    for event in stream:
+        SDK_EVENT.validate_python(event)
+    final = check_stream(stream)
     texts = [part["text"] for item in final["output"] if item["type"] == "message"
              for part in item["content"] if part["type"] == "output_text"]
     assert "".join(texts) == "".join(turn.text)
