@@ -66,8 +66,8 @@ def test_reasoning_then_calls_round_trip_their_blocks() -> None:
     assert (patch["type"], patch["name"], patch["input"]) == ("custom_tool_call", "apply_patch", "*** Begin Patch")
     assert (spawn["type"], spawn["namespace"], spawn["name"]) == ("function_call", "agents", "spawn")
     # The client sends the output back: the provider gets the same calls and the signed blocks.
-    again = parse_request({**REQUEST, "input": [*final["output"],
-                                                {"type": "function_call_output", "call_id": "call_a", "output": "sunny"}]})
+    result = {"type": "function_call_output", "call_id": "call_a", "output": "sunny"}
+    again = parse_request({**REQUEST, "input": [*final["output"], result]})
     assistant = again["messages"][0]
     assert assistant["thinking_blocks"] == turn.blocks
     assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["get_weather", "apply_patch", "agents__spawn"]
