@@ -87,7 +87,7 @@ def test_stream_events_and_final_response(upstream: Fixture) -> None:
     answers, client = upstream
     answers.turn = Turn(reasoning=["Plan: ", "call it."], signature="sig", text=["Checking."],
                         calls=[Call("call_1", "get_weather", ['{"city"', ':"Paris"}'])], finish="tool_calls")
-    with client.responses.stream(model="alias", input="Weather in Paris?", tools=[WEATHER],  # type: ignore[list-item]
+    with client.responses.stream(model="alias", input="Weather in Paris?", tools=[WEATHER],  # type: ignore[call-overload]
                                  reasoning={"effort": "low", "summary": "auto"}) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_response()
