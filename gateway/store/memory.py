@@ -11,11 +11,13 @@ from typing import Any
 from gateway.store import StoreOp
 from gateway.store.accounting import MemoryAccountingOps
 from gateway.store.cache_memory import MemoryCacheOps
+from gateway.store.conversations_memory import MemoryConversationOps
 from gateway.store.limits_memory import MemoryLimitOps
 from gateway.store.routing import MemoryRoutingOps
 
 
-class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps):  # see the mixin modules
+class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps,
+                  MemoryConversationOps):  # see the mixin modules
     in_process = True
     ordered = True
 

@@ -24,6 +24,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.store import StoreOp
 from gateway.store.accounting import RedisAccountingOps
 from gateway.store.cache_redis import RedisCacheOps
+from gateway.store.conversations_redis import RedisConversationOps
 from gateway.store.limits_redis import RedisLimitOps
 from gateway.store.resp import LeanBatch, LeanRedis
 from gateway.store.routing import RedisRoutingOps
@@ -34,7 +35,8 @@ from gateway.store.topology import ClusterBatch, aclose_all, async_client, follo
 DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
 
 
-class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps):  # see the mixin modules
+class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps,
+                 RedisConversationOps):  # see the mixin modules
     in_process = False
 
     def __init__(self, url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
