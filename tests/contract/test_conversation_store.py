@@ -172,7 +172,7 @@ async def test_string_input_is_stored_as_a_message_item(store_factory: StoreFact
 async def test_the_embedded_store_expires_records() -> None:
     store = MemoryStore()
     now = [1000.0]
-    store.conversation_clock = lambda: now[0]  # type: ignore[method-assign]
+    store.conversation_clock = lambda: now[0]
     convs = conversations(store)
     await convs.put("key-a", response("resp_1"), "a")
     now[0] += TTL + 1
