@@ -70,8 +70,8 @@ def convert_items(items: list[Any], *, where: str, first: int = 0) -> list[dict[
             _reasoning(builder, item, spot)
         else:
             raise InvalidRequestError(
-                f"Input items of type '{kind}' cannot be sent to this model: it only takes messages, "
-                "function and custom tool calls with their outputs, and reasoning items.",
+                f"Invalid value for '{spot}.type': input items of type '{kind}' cannot be sent to this model; "
+                "it takes messages, function and custom tool calls with their outputs, and reasoning items.",
                 code="unsupported_input_item", param=f"{spot}.type")
     return builder.messages
 
@@ -181,7 +181,7 @@ def _string(item: dict[str, Any], name: str, spot: str) -> str:
 
 def _unsupported_reference(spot: str, field: str, what: str) -> InvalidRequestError:
     return InvalidRequestError(
-        f"Invalid value for '{spot}': this model takes {what} inline only ('{field}'); file ids and "
+        f"Missing required parameter: '{spot}.{field}': this model takes {what} inline only; file ids and "
         "file URLs refer to OpenAI's storage, which the gateway cannot read.",
         code="unsupported_value", param=f"{spot}.{field}")
 

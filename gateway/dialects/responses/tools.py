@@ -92,8 +92,8 @@ def convert_tools(tools: object, *, drop_builtin: bool) -> tuple[list[dict[str, 
             continue
         else:
             raise InvalidRequestError(
-                f"Tools of type '{kind}' run inside the OpenAI platform and cannot be sent to this model; "
-                "remove the tool or use a model that serves the Responses API natively.",
+                f"Invalid value for '{where}.type': tools of type '{kind}' run inside the OpenAI platform and "
+                "cannot be sent to this model; remove the tool or use a model that serves the Responses API.",
                 code="unsupported_tool_type", param=f"{where}.type")
     return out, names
 
@@ -158,7 +158,7 @@ def convert_tool_choice(choice: object, names: ToolMap) -> object:
             name = canonical_name(_name(tool, f"tool_choice.tools[{i}]"), tool.get("namespace"))
             allowed.append({"type": "function", "function": {"name": name}})
         return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": allowed}}
-    raise InvalidRequestError(f"tool_choice of type '{kind}' names a tool this model cannot run.",
+    raise InvalidRequestError(f"Invalid value for 'tool_choice.type': '{kind}' names a tool this model cannot run.",
                               code="unsupported_tool_type", param="tool_choice.type")
 
 
