@@ -75,7 +75,7 @@ def test_sdk_requests() -> None:
 
 def test_history_goes_first_and_gateway_reasoning_comes_back_as_blocks() -> None:
     blocks = [{"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "redacted_thinking", "data": "x"}]
-    history = [
+    history: list[dict[str, Any]] = [
         {"type": "message", "id": "msg_a", "role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
         {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Need a tool."}],
          "encrypted_content": encode_blocks(blocks)},

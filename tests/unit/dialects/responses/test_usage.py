@@ -35,11 +35,13 @@ def test_usage_and_response_from_the_terminal_event() -> None:
 
 
 def test_a_failed_stream_reports_its_error() -> None:
+    error = b'event: error\ndata: {"type":"error","code":"server_error","message":"boom","sequence_number":3}\n\n'
     reader = UsageReader()
-    reader.feed(b'event: error\ndata: {"type":"error","code":"server_error","message":"boom","sequence_number":3}\n\n')
+    reader.feed(error)
     assert reader.error is not None and reader.error["message"] == "boom" and not reader.done
-    reader.feed(openai_stream("response.failed"))
-    assert reader.done and reader.usage == EXPECTED
+    failed = UsageReader()
+    failed.feed(error + openai_stream("response.failed"))
+    assert failed.done and failed.usage == EXPECTED
 
 
 def test_text_that_mentions_a_terminal_event_is_not_one() -> None:
@@ -62,7 +64,7 @@ def test_any_split_reads_the_same(cuts: list[int], text: str) -> None:
     raw = openai_stream(text=text)
     reader = UsageReader()
     start = 0
-    for cut in sorted({c % (len(raw) + 1) for c in cuts}) + [len(raw)]:
+    for cut in [*sorted({c % (len(raw) + 1) for c in cuts}), len(raw)]:
         reader.feed(raw[start:cut])
         start = cut
     assert reader.done and reader.usage == EXPECTED
