@@ -19,8 +19,10 @@ from starlette.routing import Route
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.conversations import Conversations
 from gateway.dialects import MessagesDialect
 from gateway.dialects.chat import ChatDialect
+from gateway.dialects.responses.dialect import ResponsesDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
@@ -37,6 +39,7 @@ from gateway.routes.calls import DialectEndpoint
 from gateway.routes.messages import CountTokensEndpoint
 from gateway.routes.models import ModelsEndpoint
 from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
+from gateway.routes.responses import InputTokensEndpoint, StoredResponseEndpoint
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
 from gateway.routing.stats import RoutingStats, RoutingStore
@@ -45,6 +48,7 @@ from gateway.runtime import Runtime, Services
 from gateway.schemas import Operation
 from gateway.stages.accounting import RetryQueue, build_stage
 from gateway.stages.cache import CacheStage, CacheStore
+from gateway.stages.conversations import ConversationStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store
 from gateway.store.topology import describe as describe_store
@@ -62,7 +66,11 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     limiter = RateLimiter(config, cast(LimitStore, services.store), services.tokens, services.metrics)
     deployment_limits = any(d.limits for spec in config.models.values() for d in spec.deployments)
     gate = limiter if deployment_limits else None
-    stages: list[Stage] = [RateLimitStage(limiter)]
+    # The Responses API's stored conversations first: a continued turn's history counts in its limits.
+    responses = config.responses
+    conversations = Conversations(services.store, ttl=responses.ttl, max_response_bytes=responses.max_response_bytes,
+                                  max_chain=responses.max_chain, max_history_bytes=responses.max_history_bytes)
+    stages: list[Stage] = [ConversationStage(conversations), RateLimitStage(limiter)]
     # --- end rate limits ---
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
     retry = services.extra.get("accounting.retry")
@@ -96,7 +104,8 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
                         # Deferred work runs one item at a time: for writes that never wait (see IdleWork).
                         # Several workers: another one's scrape cannot drain this one's, so none is deferred.
                         idle=services.idle if services.store.in_process and not multiprocess_mode() else None)
-    return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
+    return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline,
+                   conversations=conversations)
 
 
 def routing_stats(services: Services) -> RoutingStats:  # --- routing ---
@@ -307,6 +316,13 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             Route(f"{prefix}/models", models),
             Route(prefix + "/models/{model:path}", models),
         ]
+    # The OpenAI Responses API (Codex, the Agents SDK, `client.responses`) and its stored responses.
+    routes += [
+        Route("/v1/responses", DialectEndpoint(ResponsesDialect(), services)),
+        Route("/v1/responses/input_tokens", InputTokensEndpoint(services)),
+        Route("/v1/responses/{response_id}", StoredResponseEndpoint(services)),
+        Route("/v1/responses/{response_id}/input_items", StoredResponseEndpoint(services, items=True)),
+    ]
     # Anthropic's SDKs and Claude Code: the Messages API.
     routes += [
         Route("/v1/messages", DialectEndpoint(MessagesDialect(), services)),

@@ -6,13 +6,15 @@ from gateway.dialects.base import Dialect, ParsedCall, StreamEncoder, UsageReade
 from gateway.dialects.chat import ChatDialect
 from gateway.dialects.messages.dialect import MessagesDialect
 from gateway.dialects.passthrough import PassthroughStream
+from gateway.dialects.responses.dialect import ResponsesDialect
 
-DIALECTS: dict[str, Dialect] = {"chat": ChatDialect(), "messages": MessagesDialect()}
+DIALECTS: dict[str, Dialect] = {"chat": ChatDialect(), "messages": MessagesDialect(), "responses": ResponsesDialect()}
 
 
 def dialect(name: str) -> Dialect:
     return DIALECTS[name]
 
 
-__all__ = ["DIALECTS", "Dialect", "MessagesDialect", "ParsedCall", "PassthroughStream", "StreamEncoder",
+__all__ = ["DIALECTS", "Dialect", "MessagesDialect", "ParsedCall", "PassthroughStream", "ResponsesDialect",
+           "StreamEncoder",
            "UsageReader", "dialect", "passthrough_error"]
