@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.agent_clis import Recorder, cli, environment
 from tests.support.anthropic_fake import ToolRoundTrip
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
