@@ -257,7 +257,9 @@ class NotFoundEndpoint:
 
 
 def create_app(config: GatewayConfig, *, config_path: str | None = None,
-               metrics: Metrics | None = None) -> Starlette:
+               metrics: Metrics | None = None, tune_process: bool = False) -> Starlette:
+    """The app for `config`. `tune_process` (only `gateway serve`, which owns its process) tunes the
+    garbage collector once the app has started; an app embedded elsewhere never touches its host."""
     metrics = metrics or Metrics()
     estimated = metrics.estimated_tokens
     services = Services(metrics=metrics, pool=UpstreamPool(), config_path=config_path,
@@ -282,13 +284,8 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         await apply_config(services, config)
         # Tokenizer files load off the event loop; until then (or without them) counts are estimates.
         await asyncio.to_thread(services.tokens.preload)
-        # Everything built so far lives for the whole process: move it out of the collector's sight
-        # so the periodic full collections no longer walk it (a pause of tens of ms under load).
-        gc.collect()
-        gc.freeze()
-        # A request allocates a few hundred containers, almost none of which outlive it (no cycles):
-        # at the default threshold (700) the young generation was collected every few requests.
-        gc.set_threshold(20_000, 20, 20)
+        if tune_process:
+            tune_collector()
         ops = start_operations(services)  # --- observability ---
         services.started = True
         try:
@@ -358,6 +355,17 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     return app
 
 
+def tune_collector() -> None:
+    """Garbage-collector settings for a process that only serves the gateway."""
+    # Everything built so far lives for the whole process: move it out of the collector's sight
+    # so the periodic full collections no longer walk it (a pause of tens of ms under load).
+    gc.collect()
+    gc.freeze()
+    # A request allocates a few hundred containers, almost none of which outlive it (no cycles):
+    # at the default threshold (700) the young generation was collected every few requests.
+    gc.set_threshold(20_000, 20, 20)
+
+
 def create_app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` and multi-worker serving: the config path comes from
     GATEWAY_CONFIG."""
@@ -371,4 +379,4 @@ def create_app_from_env() -> Starlette:
     level = os.environ.get("GATEWAY_LOG_LEVEL")
     setup_logging(level or config.logging.level, os.environ.get("GATEWAY_LOG_FORMAT") or config.logging.format,
                   pinned=bool(level))
-    return create_app(config, config_path=path)
+    return create_app(config, config_path=path, tune_process=True)  # (only `gateway serve` uses this factory)

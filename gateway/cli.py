@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         from gateway.app import create_app
 
-        uvicorn.run(create_app(config, config_path=path), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(config, config_path=path, tune_process=True), **options)  # type: ignore[arg-type]
     return 0
 
 
