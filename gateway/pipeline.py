@@ -315,7 +315,7 @@ class Pipeline:
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
         now = ctx.finished_at or time.perf_counter()  # a settle that waited (see handle) ended the call earlier
-        m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status)
+        m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status, ctx.dialect)
         m.child(m.request_seconds, ctx.alias, "true" if ctx.stream else "false").observe(now - ctx.started)
         if ctx.first_byte_at is not None:
             m.child(m.ttft_seconds, ctx.alias, ctx.deployment or "").observe(ctx.first_byte_at - ctx.started)

@@ -92,7 +92,7 @@ def gw(fake_anthropic: tuple[FakeUpstream, Anthropic], fake_openai: FakeUpstream
 
 
 def client(gw: GatewayServer, key: str = KEY) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10)
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=60)
 
 
 HEADERS = {"anthropic-beta": "interleaved-thinking-2025-05-14,context-management-2025-06-27"}
@@ -271,12 +271,12 @@ def test_a_cached_messages_answer_replays_as_messages(gw: GatewayServer,
     ask: dict[str, Any] = {"model": "cached", "max_tokens": 64,
                            "messages": [{"role": "user", "content": "the same question"}]}
     headers = {"x-api-key": KEY}
-    first = httpx.post(f"{gw.url}/v1/messages", json=ask, headers=headers, timeout=10)
-    again = httpx.post(f"{gw.url}/v1/messages", json=ask, headers=headers, timeout=10)
+    first = httpx.post(f"{gw.url}/v1/messages", json=ask, headers=headers, timeout=60)
+    again = httpx.post(f"{gw.url}/v1/messages", json=ask, headers=headers, timeout=60)
     assert first.headers["x-gateway-cache"] == "MISS" and again.headers["x-gateway-cache"] == "HIT"
     assert again.content == first.content
-    streamed = httpx.post(f"{gw.url}/v1/messages", json={**ask, "stream": True}, headers=headers, timeout=10)
-    replayed = httpx.post(f"{gw.url}/v1/messages", json={**ask, "stream": True}, headers=headers, timeout=10)
+    streamed = httpx.post(f"{gw.url}/v1/messages", json={**ask, "stream": True}, headers=headers, timeout=60)
+    replayed = httpx.post(f"{gw.url}/v1/messages", json={**ask, "stream": True}, headers=headers, timeout=60)
     assert streamed.headers["x-gateway-cache"] == "MISS" and replayed.headers["x-gateway-cache"] == "HIT"
     assert replayed.content == streamed.content
     assert len(upstream.requests) == 2
@@ -289,7 +289,8 @@ def test_usage_of_a_passthrough_stream_is_accounted(gw: GatewayServer,
     with client(gw).messages.stream(model="claude", max_tokens=100,
                                     messages=[{"role": "user", "content": "x"}]) as stream:
         final = stream.get_final_message()
-    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text  # (a scrape runs every waiting settle first)
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=60).text  # (a scrape runs every waiting settle first)
     line = next(line for line in metrics.splitlines() if line.startswith("gateway_tokens_total{")
                 and 'alias="claude"' in line and 'direction="completion"' in line)
     assert float(line.rsplit(" ", 1)[1]) == final.usage.output_tokens
+    assert 'gateway_dialect_requests_total{dialect="messages",status_class="2xx"} 1.0' in metrics

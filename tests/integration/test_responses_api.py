@@ -76,7 +76,7 @@ def gw(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[GatewayServer]:
 
 
 def client(gw: GatewayServer, key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=10)
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=60)
 
 
 def test_create_and_stream_on_the_mock(gw: GatewayServer) -> None:
@@ -177,7 +177,7 @@ def test_passthrough_to_a_server_that_speaks_responses(gw: GatewayServer,
     _, native = upstreams
     body = {"model": "native", "input": "hi", "store": False, "include": ["reasoning.encrypted_content"],
             "a_future_field": [1, 2]}
-    answer = httpx.post(f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {KEY}"}, timeout=10)
+    answer = httpx.post(f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {KEY}"}, timeout=60)
     assert answer.status_code == 200
     assert answer.json()["id"].startswith("resp_native")
     assert native.requests[-1].json == {**body, "model": "gpt-5"}
