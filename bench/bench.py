@@ -37,10 +37,21 @@ def write_config(args: argparse.Namespace) -> None:
         "providers": {
             "mock-json": {"type": "openai", "base_url": f"{mock}/json/v1", "api_key": "sk-upstream-bench"},
             "mock-sse": {"type": "openai", "base_url": f"{mock}/sse/v1", "api_key": "sk-upstream-bench"},
+            # Same answers in the Anthropic Messages and OpenAI Responses shapes (passthrough scenarios).
+            "mock-anthropic-json": {"type": "anthropic", "base_url": f"{mock}/ajson", "api_key": "sk-upstream-bench"},
+            "mock-anthropic-sse": {"type": "anthropic", "base_url": f"{mock}/asse", "api_key": "sk-upstream-bench"},
+            "mock-responses-json": {"type": "openai", "base_url": f"{mock}/rjson/v1", "api_key": "sk-upstream-bench",
+                                    "responses": True},
+            "mock-responses-sse": {"type": "openai", "base_url": f"{mock}/rsse/v1", "api_key": "sk-upstream-bench",
+                                   "responses": True},
         },
         "models": {
             "bench": {"deployments": [{"provider": "mock-json", "model": "bench-model"}]},
             "bench-stream": {"deployments": [{"provider": "mock-sse", "model": "bench-model"}]},
+            "bench-messages": {"deployments": [{"provider": "mock-anthropic-json", "model": "bench-model"}]},
+            "bench-messages-stream": {"deployments": [{"provider": "mock-anthropic-sse", "model": "bench-model"}]},
+            "bench-responses": {"deployments": [{"provider": "mock-responses-json", "model": "bench-model"}]},
+            "bench-responses-stream": {"deployments": [{"provider": "mock-responses-sse", "model": "bench-model"}]},
         },
     }
     if args.extra:

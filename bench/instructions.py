@@ -12,9 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-BODY = {"messages": [{"role": "system", "content": "You are a helpful assistant."},
-                     {"role": "user", "content": "Say something short about benchmarks."}],
-        "max_tokens": 64, "temperature": 0}
+SYSTEM, USER = "You are a helpful assistant.", "Say something short about benchmarks."
+# The same question in each client dialect: (path, body, the bytes a complete stream ends with).
+DIALECTS = {
+    "chat": ("/v1/chat/completions", {"messages": [{"role": "system", "content": SYSTEM},
+                                                   {"role": "user", "content": USER}],
+                                      "max_tokens": 64, "temperature": 0}, b"data: [DONE]\n\n"),
+    "messages": ("/v1/messages", {"system": SYSTEM, "messages": [{"role": "user", "content": USER}],
+                                  "max_tokens": 64, "temperature": 0}, b'{"type":"message_stop"}\n\n'),
+    # store: false, as Codex sends it: the stored-conversation write is not part of this path.
+    "responses": ("/v1/responses", {"instructions": SYSTEM, "input": USER, "max_output_tokens": 64,
+                                    "temperature": 0, "store": False}, b"response.completed"),
+}
 
 
 def wait_ready(port: int, pid: int, seconds: float) -> None:
@@ -33,11 +42,12 @@ def wait_ready(port: int, pid: int, seconds: float) -> None:
     sys.exit(f"instructions: the gateway did not answer on port {port} in {seconds:.0f}s")
 
 
-def send(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str], stream: bool) -> None:
-    conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+def send(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str],
+         end: bytes | None) -> None:
+    conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
-    if response.status != 200 or (stream and not data.endswith(b"data: [DONE]\n\n")):
+    if response.status != 200 or (end is not None and end not in data[-400:]):
         sys.exit(f"instructions: unexpected answer {response.status}: {data[:300]!r}")
 
 
@@ -64,22 +74,25 @@ def main() -> int:
     parser.add_argument("--alias", default="bench")
     parser.add_argument("--stream-alias", default="bench-stream")
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--dialect", choices=sorted(DIALECTS), default="chat")
     parser.add_argument("modes", nargs="+", choices=["json", "stream"])
     args = parser.parse_args()
     wait_ready(args.port, args.pid, 180)
     callgrind(args.pid, "--instr=on")
     headers = {"content-type": "application/json", "authorization": f"Bearer {args.key}"}
     results = {}
+    path, template, stream_end = DIALECTS[args.dialect]
     for mode in args.modes:
         stream = mode == "stream"
-        body = json.dumps({"model": args.stream_alias if stream else args.alias, **BODY,
+        body = json.dumps({"model": args.stream_alias if stream else args.alias, **template,
                            **({"stream": True} if stream else {})}).encode()
+        end = stream_end if stream else None
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
         for _ in range(args.warm):
-            send(conn, body, headers, stream)
+            send(conn, path, body, headers, end)
         callgrind(args.pid, "--zero")
         for _ in range(args.requests):
-            send(conn, body, headers, stream)
+            send(conn, path, body, headers, end)
         callgrind(args.pid, "--dump")
         conn.close()
         per_request = total_instructions(Path(args.out_dir), args.pid) / args.requests

@@ -7,6 +7,9 @@
 #   bash bench/instructions.sh            # json and stream, 400 requests each after 100 of warm-up
 #   MODES=json REQUESTS=1000 bash bench/instructions.sh
 #   EXTRA_CONFIG=bench/variants/limits.yaml ALIAS=bench-limited MODES=json bash bench/instructions.sh
+#   DIALECT=messages ALIAS=bench-messages STREAM_ALIAS=bench-messages-stream bash bench/instructions.sh
+#   DIALECT=responses ALIAS=bench-responses STREAM_ALIAS=bench-responses-stream bash bench/instructions.sh
+#   DIALECT=messages bash bench/instructions.sh    # Messages translated to the Chat Completions mock
 #   KEEP=1 MODES=json bash bench/instructions.sh && callgrind_annotate bench/results/cg.<pid>.1 | head -60
 #
 # Needs valgrind and nginx; same mock upstream and generated config as run.sh. The gateway runs about
@@ -21,6 +24,7 @@ REQUESTS="${REQUESTS:-400}"
 WARM="${WARM:-100}"
 ALIAS="${ALIAS:-bench}"
 STREAM_ALIAS="${STREAM_ALIAS:-bench-stream}"
+DIALECT="${DIALECT:-chat}"             # the client's API: chat, messages or responses
 EXTRA_CONFIG="${EXTRA_CONFIG:-}"
 GATEWAY_PORT="${GATEWAY_PORT:-18090}"
 MOCK_PORT="${MOCK_PORT:-18091}"
@@ -56,4 +60,4 @@ GATEWAY_PID=$!
 
 "$PYTHON" "$HERE/instructions.py" --port "$GATEWAY_PORT" --key "$KEY" --pid "$GATEWAY_PID" \
     --requests "$REQUESTS" --warm "$WARM" --alias "$ALIAS" --stream-alias "$STREAM_ALIAS" \
-    --out-dir "$TMP" $MODES || { tail -20 "$TMP/gateway.log" >&2; exit 1; }
+    --dialect "$DIALECT" --out-dir "$TMP" $MODES || { tail -20 "$TMP/gateway.log" >&2; exit 1; }

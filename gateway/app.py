@@ -19,7 +19,10 @@ from starlette.routing import Route
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.auth import Authenticator, FailureThrottle
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.conversations import Conversations
+from gateway.dialects import MessagesDialect
 from gateway.dialects.chat import ChatDialect
+from gateway.dialects.responses.dialect import ResponsesDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
@@ -34,8 +37,10 @@ from gateway.ratelimit.keys import KeyStore
 from gateway.ratelimit.stage import LimitStore
 from gateway.routes.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
 from gateway.routes.calls import DialectEndpoint
-from gateway.routes.openai import ModelsEndpoint
+from gateway.routes.messages import CountTokensEndpoint
+from gateway.routes.models import ModelsEndpoint
 from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
+from gateway.routes.responses import InputTokensEndpoint, StoredResponseEndpoint
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
 from gateway.routing.stats import RoutingStats, RoutingStore
@@ -44,6 +49,7 @@ from gateway.runtime import Runtime, Services
 from gateway.schemas import Operation
 from gateway.stages.accounting import RetryQueue, build_stage
 from gateway.stages.cache import CacheStage, CacheStore
+from gateway.stages.conversations import ConversationStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store
 from gateway.store.topology import describe as describe_store
@@ -61,7 +67,11 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     limiter = RateLimiter(config, cast(LimitStore, services.store), services.tokens, services.metrics)
     deployment_limits = any(d.limits for spec in config.models.values() for d in spec.deployments)
     gate = limiter if deployment_limits else None
-    stages: list[Stage] = [RateLimitStage(limiter)]
+    # The Responses API's stored conversations first: a continued turn's history counts in its limits.
+    responses = config.responses
+    conversations = Conversations(services.store, ttl=responses.ttl, max_response_bytes=responses.max_response_bytes,
+                                  max_chain=responses.max_chain, max_history_bytes=responses.max_history_bytes)
+    stages: list[Stage] = [ConversationStage(conversations), RateLimitStage(limiter)]
     # --- end rate limits ---
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
     retry = services.extra.get("accounting.retry")
@@ -95,7 +105,8 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
                         # Deferred work runs one item at a time: for writes that never wait (see IdleWork).
                         # Several workers: another one's scrape cannot drain this one's, so none is deferred.
                         idle=services.idle if services.store.in_process and not multiprocess_mode() else None)
-    return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline)
+    return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline,
+                   conversations=conversations)
 
 
 def report_estimates(tokens: TokenCounter, config: GatewayConfig) -> None:
@@ -268,7 +279,9 @@ class NotFoundEndpoint:
 
 
 def create_app(config: GatewayConfig, *, config_path: str | None = None,
-               metrics: Metrics | None = None) -> Starlette:
+               metrics: Metrics | None = None, tune_process: bool = False) -> Starlette:
+    """The app for `config`. `tune_process` (only `gateway serve`, which owns its process) tunes the
+    garbage collector once the app has started; an app embedded elsewhere never touches its host."""
     metrics = metrics or Metrics()
     estimated = metrics.estimated_tokens
     services = Services(metrics=metrics, pool=UpstreamPool(), config_path=config_path,
@@ -294,13 +307,8 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         # Tokenizer files load off the event loop; until then (or without them) counts are estimates.
         await asyncio.to_thread(services.tokens.preload)
         report_estimates(services.tokens, config)
-        # Everything built so far lives for the whole process: move it out of the collector's sight
-        # so the periodic full collections no longer walk it (a pause of tens of ms under load).
-        gc.collect()
-        gc.freeze()
-        # A request allocates a few hundred containers, almost none of which outlive it (no cycles):
-        # at the default threshold (700) the young generation was collected every few requests.
-        gc.set_threshold(20_000, 20, 20)
+        if tune_process:
+            tune_collector()
         ops = start_operations(services)  # --- observability ---
         services.started = True
         try:
@@ -328,7 +336,21 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             Route(f"{prefix}/models", models),
             Route(prefix + "/models/{model:path}", models),
         ]
+    # The OpenAI Responses API (Codex, the Agents SDK, `client.responses`) and its stored responses.
     routes += [
+        Route("/v1/responses", DialectEndpoint(ResponsesDialect(), services)),
+        Route("/v1/responses/input_tokens", InputTokensEndpoint(services)),
+        Route("/v1/responses/{response_id}", StoredResponseEndpoint(services)),
+        Route("/v1/responses/{response_id}/input_items", StoredResponseEndpoint(services, items=True)),
+    ]
+    # Anthropic's SDKs and Claude Code: the Messages API.
+    routes += [
+        Route("/v1/messages", DialectEndpoint(MessagesDialect(), services)),
+        Route("/v1/messages/count_tokens", CountTokensEndpoint(services)),
+    ]
+    routes += [
+        # Claude Code checks that its base URL answers (HEAD /) before its first call.
+        Route("/", HealthEndpoint(), methods=["GET", "HEAD"]),
         Route("/healthz", HealthEndpoint()),
         Route("/readyz", ReadyEndpoint(services)),
         Route("/metrics", MetricsEndpoint(services)),
@@ -351,14 +373,29 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
     throttle = services.extra["auth.throttle"] = FailureThrottle(config.auth.throttle)
     cors = services.extra["cors"] = Cors(config.server.cors)
+    # Endpoints whose clients speak another dialect than OpenAI's render their errors in it.
+    renderers = {route.path: route.app.render_error for route in routes if isinstance(route, Route) and (
+        isinstance(route.app, CountTokensEndpoint)
+        or (isinstance(route.app, DialectEndpoint) and route.app.dialect.name != "chat"))}
     app = GatewayStarlette(routes=routes, lifespan=lifespan,
                            middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,
                                                   metrics=metrics, azure_paths=azure_paths, throttle=throttle,
-                                                  cors=cors)])
+                                                  cors=cors, renderers=renderers)])
     # A request target that is no path at all (`OPTIONS *`, `GET *`) matches no route either.
     app.router.default = NotFoundEndpoint()
     app.state.services = services
     return app
+
+
+def tune_collector() -> None:
+    """Garbage-collector settings for a process that only serves the gateway."""
+    # Everything built so far lives for the whole process: move it out of the collector's sight
+    # so the periodic full collections no longer walk it (a pause of tens of ms under load).
+    gc.collect()
+    gc.freeze()
+    # A request allocates a few hundred containers, almost none of which outlive it (no cycles):
+    # at the default threshold (700) the young generation was collected every few requests.
+    gc.set_threshold(20_000, 20, 20)
 
 
 def create_app_from_env() -> Starlette:
@@ -374,4 +411,4 @@ def create_app_from_env() -> Starlette:
     level = os.environ.get("GATEWAY_LOG_LEVEL")
     setup_logging(level or config.logging.level, os.environ.get("GATEWAY_LOG_FORMAT") or config.logging.format,
                   pinned=bool(level))
-    return create_app(config, config_path=path)
+    return create_app(config, config_path=path, tune_process=True)  # (only `gateway serve` uses this factory)

@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         from gateway.app import create_app
 
-        server = AnnouncingServer(uvicorn.Config(create_app(config, config_path=path), **options),  # type: ignore[arg-type]
+        server = AnnouncingServer(uvicorn.Config(create_app(config, config_path=path, tune_process=True), **options),  # type: ignore[arg-type]
                                   on_listening=lambda: _announce("gateway listening", config, path, host, port),
                                   on_stopped=lambda: _announce("gateway stopped", config, path, host, port))
         try:

@@ -228,6 +228,19 @@ class AccountingConfig(Strict):
 # --- end accounting ---
 
 
+class ResponsesConfig(Strict):
+    """Stored responses of the Responses API (`store: true`, `previous_response_id`; gateway/conversations)."""
+
+    # How long a stored response lives; a turn that continues a conversation renews the whole chain.
+    ttl: Duration = 86400.0
+    # The most one stored response (its response object and input items) may take; larger ones are refused.
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    # The most stored turns a `previous_response_id` chain may have when the gateway rebuilds it.
+    max_chain: Annotated[int, Field(ge=1)] = 1000
+    # The most bytes a rebuilt chain may take in all.
+    max_history_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+
+
 class KeyConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     team: str | None = None
@@ -504,6 +517,7 @@ class GatewayConfig(Strict):
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     cache: CacheConfig | None = None  # --- cache --- (default for every alias)
     limits_defaults: LimitsDefaults = Field(default_factory=LimitsDefaults)  # rate limits
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)  # stored Responses conversations
     # --- observability ---
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import Limits
 from gateway.schemas import Operation
@@ -67,6 +67,23 @@ class NativeCall:
     body: dict[str, Any]
     # Client headers the provider should see too (`anthropic-version`, `anthropic-beta`, ...).
     headers: tuple[tuple[str, str], ...] = ()
+    # False when the body cannot go upstream as sent (a Responses turn that continues a conversation
+    # the gateway stores: only the gateway knows its `previous_response_id`).
+    passthrough: bool = True
+
+
+class AnswerKeeper(Protocol):
+    """Keeps a call's answer before the client sees its end (the stored responses of the Responses
+    API: the next turn must find this one on any replica as soon as the client has it)."""
+
+    async def keep_json(self, body: bytes) -> None:
+        """A non-streamed answer, as the client will receive it."""
+        ...
+
+    async def keep_stream(self, source: object) -> None:
+        """Before each piece of a stream goes out: `source` (the dialect's encoder, or the passthrough
+        translator) tells whether the stream has reached its end."""
+        ...
 
 
 @dataclass(slots=True)
@@ -83,6 +100,8 @@ class RequestContext:
     # "messages" (Anthropic) or "responses" (OpenAI Responses). `body` is always the canonical form.
     dialect: str = "chat"
     native: NativeCall | None = None
+    # Set by a stage that keeps the answer before its end reaches the client (see AnswerKeeper).
+    keeper: AnswerKeeper | None = None
     # Why `body` cannot stand for the client's request (a field the canonical form cannot carry): a
     # deployment that needs a translation fails with this; one that speaks the dialect takes `native`.
     untranslatable: Exception | None = None

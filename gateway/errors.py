@@ -137,6 +137,29 @@ class ClientClosedRequestError(GatewayError):
     default_code = "client_closed_request"
 
 
+# --- responses: stored responses (gateway/conversations) ---
+class PreviousResponseNotFoundError(InvalidRequestError):
+    """A `previous_response_id` (or a response its chain links to) that is not stored for this key:
+    never stored, expired, deleted, or another key's."""
+
+    default_code = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Previous response with id '{response_id}' not found.", param="previous_response_id")
+
+
+class ResponseNotFoundError(NotFoundError):
+    """A stored response asked for by id (retrieve, delete, input items) that this key cannot see."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+class StoredResponseTooLargeError(PayloadTooLargeError):
+    default_code = "stored_response_too_large"
+# --- end responses ---
+
+
 class RateLimitError(GatewayError):
     status = 429
     error_type = "rate_limit_error"

@@ -139,6 +139,9 @@ class Metrics:
         r.register(_FoldFirst(self))
         self.requests = Counter("gateway_requests", "Requests answered, by alias, deployment and status class",
                                 ["alias", "provider", "deployment", "status_class"], registry=r)
+        self.dialect_requests = Counter("gateway_dialect_requests", "Requests answered, by client API "
+                                        "(chat, messages, responses) and status class",
+                                        ["dialect", "status_class"], registry=r)
         self.request_seconds = Histogram("gateway_request_duration_seconds", "End-to-end request latency",
                                          ["alias", "stream"], buckets=LATENCY_BUCKETS, registry=r)
         self.overhead_seconds = Histogram("gateway_overhead_seconds",
@@ -273,13 +276,18 @@ class Metrics:
             for tally in list(self._tallies.values()):
                 tally.fold()
 
-    def count_request(self, alias: str, provider: str, deployment: str, status: int) -> None:
-        key = (self.requests, alias, provider, deployment,
-               _STATUS_CLASS[status // 100] if 1 <= status // 100 <= 5 else "other")
+    def count_request(self, alias: str, provider: str, deployment: str, status: int, dialect: str = "") -> None:
+        status_class = _STATUS_CLASS[status // 100] if 1 <= status // 100 <= 5 else "other"
+        key = (self.requests, alias, provider, deployment, status_class)
         found = self._tallies.get(key)
         if found is None:
             found = self.child(*key)
         found.inc()
+        if dialect:
+            by_dialect = self._tallies.get((self.dialect_requests, dialect, status_class))
+            if by_dialect is None:
+                by_dialect = self.child(self.dialect_requests, dialect, status_class)
+            by_dialect.inc()
 
     def set_circuit(self, deployment: str, code: int) -> None:  # --- routing ---
         if self._circuit_codes.get(deployment) != code:  # set on every attempt, changed on few

@@ -138,6 +138,8 @@ class Pipeline:
                 opened = await self.router.open_stream(ctx)
                 encoder = None if opened.native else codec.stream_encoder(ctx)
                 first = self._stream_out(ctx, opened, encoder, opened.first)
+                if ctx.keeper is not None:
+                    await ctx.keeper.keep_stream(encoder if encoder is not None else opened.translator)
                 rest = self._stream_rest(ctx, opened, encoder, tuple(admitted))
                 # Started here, so its `finally` (close upstream, settle) runs whenever it is closed,
                 # even if the client is gone before the first byte is sent.
@@ -149,6 +151,8 @@ class Pipeline:
             parsed = await self.router.complete(ctx)
             ctx.usage = parsed.usage
             reply = JSONReply(200, codec.encode_answer(parsed, ctx), self._headers(ctx))
+            if ctx.keeper is not None:
+                await ctx.keeper.keep_json(reply.body)
             return reply
         except GatewayError as exc:
             error = exc
@@ -205,9 +209,15 @@ class Pipeline:
         error: GatewayError | None = None
         try:
             yield b""  # the priming step (see handle): from here on the finally always runs
+            keeper, source = ctx.keeper, encoder if encoder is not None else opened.translator
             async for out in opened.rest:
-                yield self._stream_out(ctx, opened, encoder, out)
+                out = self._stream_out(ctx, opened, encoder, out)
+                if keeper is not None:
+                    await keeper.keep_stream(source)
+                yield out
             if encoder is not None and (tail := encoder.finish()):
+                if keeper is not None:
+                    await keeper.keep_stream(source)
                 yield self._captured(ctx, tail)
         except GatewayError as exc:
             error = exc
@@ -307,7 +317,7 @@ class Pipeline:
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
         now = ctx.finished_at or time.perf_counter()  # a settle that waited (see handle) ended the call earlier
-        m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status)
+        m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status, ctx.dialect)
         m.child(m.request_seconds, ctx.alias, "true" if ctx.stream else "false").observe(now - ctx.started)
         if ctx.first_byte_at is not None:
             m.child(m.ttft_seconds, ctx.alias, ctx.deployment or "").observe(ctx.first_byte_at - ctx.started)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.conversations import Conversations
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.routing.table import RouteTable
@@ -23,6 +24,8 @@ class Runtime:
     auth: Authenticator
     table: RouteTable
     pipeline: Pipeline
+    # The Responses API's stored responses (gateway/conversations).
+    conversations: Conversations
 
 
 @dataclass(slots=True)

@@ -189,6 +189,8 @@ async def send_error(send: Any, error: GatewayError, added: list[tuple[bytes, by
     status, body, extra = render(error) if render is not None else (error.http_status, error.to_body(), error.headers)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *added]
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+    if render is not None:  # Anthropic's clients read the request id from `request-id`
+        headers.extend((b"request-id", value) for name, value in added if name == b"x-request-id")
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

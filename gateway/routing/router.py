@@ -445,12 +445,12 @@ def _build(ctx: RequestContext, target: Target, *, stream: bool) -> tuple[Upstre
     speaks the client's dialect takes it as sent (only the model replaced); any other gets the
     canonical request translated by its adapter."""
     provider = target.provider
-    if ctx.native is not None and provider.speaker is not None:
+    if ctx.native is not None and ctx.native.passthrough and provider.speaker is not None:
         request = provider.speaker.native_request(ctx.native, target.deployment.model, stream=stream)
         if request is not None:
             return request, True
-    if ctx.untranslatable is not None:
-        raise ctx.untranslatable
+    if ctx.untranslatable is not None and not target.drop_unsupported:
+        raise ctx.untranslatable  # (an alias that drops unsupported parameters sends what translates)
     request = provider.adapter.build_request(ctx.operation, _with_params(ctx, target), target.deployment.model,
                                              stream=stream, drop_unsupported_params=target.drop_unsupported)
     return request, False

@@ -65,6 +65,18 @@ class Store(Protocol):
         """The deployment a client session is pinned to (gateway/store/sessions.py)."""
         ...
 
+    # --- responses: stored conversations (gateway/store/conversations_*.py, gateway/conversations) ---
+    async def conversation_put(self, owner_tag: str, response_id: str, previous_id: str, value: bytes,
+                               ttl_ms: int, max_chain: int) -> None: ...
+
+    async def conversation_get(self, owner_tag: str, response_id: str) -> bytes | None: ...
+
+    async def conversation_delete(self, owner_tag: str, response_id: str) -> bool: ...
+
+    async def conversation_chain(self, owner_tag: str, response_id: str, max_chain: int,
+                                 max_bytes: int) -> tuple[int, list[bytes]]: ...
+    # --- end responses ---
+
 
 def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
                 replica_acks: int = 0) -> Store:

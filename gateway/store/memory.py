@@ -11,13 +11,15 @@ from typing import Any
 from gateway.store import StoreOp
 from gateway.store.accounting import MemoryAccountingOps
 from gateway.store.cache_memory import MemoryCacheOps
+from gateway.store.conversations_memory import MemoryConversationOps
 from gateway.store.limits_memory import MemoryLimitOps
 from gateway.store.routing import MemoryRoutingOps
 from gateway.store.sessions import MemorySessionOps
 
 
 # The operations live in one mixin per feature (see their modules).
-class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps, MemorySessionOps):
+class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps, MemorySessionOps,
+                  MemoryConversationOps):
     in_process = True
     ordered = True
 

@@ -24,6 +24,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.store import StoreOp
 from gateway.store.accounting import RedisAccountingOps
 from gateway.store.cache_redis import RedisCacheOps
+from gateway.store.conversations_redis import RedisConversationOps
 from gateway.store.limits_redis import RedisLimitOps
 from gateway.store.resp import LeanBatch, LeanRedis
 from gateway.store.routing import RedisRoutingOps
@@ -36,7 +37,8 @@ DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
 
 
 # The operations live in one mixin per feature (see their modules).
-class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps, RedisSessionOps):
+class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps, RedisSessionOps,
+                 RedisConversationOps):
     in_process = False
 
     def __init__(self, url: str, *, timeout: float, key_prefix: str, cluster: bool = False,

@@ -152,9 +152,11 @@ async def follow_master(client: Any) -> tuple[str, int] | None:
     writes with NOREPLICAS on connections that stay open; without this, writes keep going to it.
     Idle connections close now, busy ones when they return to the pool. Returns the master's
     address (None: one server or Cluster, nothing to follow)."""
-    pool = client.connection_pool
+    # (A Cluster client has no single pool: redis-py 8 dropped its `connection_pool` attribute.)
+    pool = getattr(client, "connection_pool", None)
     if not hasattr(pool, "get_master_address"):
         return None
+    assert pool is not None
     host, port = await pool.get_master_address()  # also closes idle connections to another address
     for connection in list(getattr(pool, "_in_use_connections", ())):
         if (connection.host, connection.port) != (host, port):

@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
     "schemas": 0, "errors": 0, "config": 0, "context": 0, "tokenize": 0, "metrics": 0, "logging": 0,
     "ids": 0, "tasks": 0,
     "store": 1, "httpclient": 1, "auth": 1, "ratelimit": 1, "cache": 1, "accounting": 1, "providers": 1, "upstream": 1,
-    "dialects": 1,
+    "dialects": 1, "conversations": 1,
     "routing": 2,
     "pipeline": 3, "runtime": 3, "stages": 3, "ops": 3,
     "routes": 4, "middleware": 4,

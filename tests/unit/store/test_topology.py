@@ -99,3 +99,15 @@ def test_cluster_batch_turns_evalsha_into_eval() -> None:
     assert pipe.calls == [("eval", (source, 1, "k", "a")), ("xadd", ("s", {"f": "v"}))]
     with pytest.raises(KeyError):
         batch.evalsha("0" * 40, 0)
+
+
+async def test_a_cluster_client_has_no_master_to_follow() -> None:
+    """redis-py 8's RedisCluster has no `connection_pool`: a failed batch on Cluster must not raise
+    AttributeError while looking for a moved Sentinel master."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from gateway.store.topology import follow_master
+
+    client = RedisCluster(host="127.0.0.1", port=1)  # never connects: nothing is sent
+    assert await follow_master(client) is None
+    await client.aclose()

@@ -1,0 +1,134 @@
+"""Usage of an Anthropic answer relayed untouched (a Messages client, an Anthropic deployment).
+
+`UsageReader` watches the provider's SSE bytes on their way to the client: it looks for the `event:`
+lines of the four events that matter (`message_start` and `message_delta` carry usage,
+`message_stop` ends the message, `error` fails it) with `bytes.find`, and parses the JSON of those
+events' data lines alone. The bytes of every other event (the content deltas: nearly all of a
+stream) are skipped without being split, copied or decoded. Anthropic's counts are cumulative, so
+the last figure of each kind wins.
+
+Usage maps to the gateway's: prompt tokens = input + cache reads + cache writes (OpenAI's
+semantics), cached = cache reads, cache writes = cache creation, completion = output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.context import Usage
+
+_EVENT = b"event:"
+# A line longer than this cannot be an `event:` line of interest: a cut-off tail that long is a data
+# line, whose start was skipped anyway.
+_MAX_EVENT_LINE = 64
+_WANTED = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
+_FIGURES = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+
+
+class UsageReader:
+    __slots__ = ("_figures", "_midline", "_tail", "_want", "done", "error", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: dict[str, Any] | None = None
+        self._figures: dict[str, int] = {}
+        self._tail = b""
+        self._want: bytes | None = None  # the event whose data line comes next
+        self._midline = False  # the previous feed ended inside a line that was not kept
+
+    def feed(self, data: bytes) -> None:
+        buf = self._tail + data if self._tail else data
+        self._tail = b""
+        size = len(buf)
+        i = 0
+        if self._midline:
+            i = buf.find(b"\n") + 1
+            if i == 0:
+                return
+            self._midline = False
+        while i < size:
+            if self._want is not None:
+                end = buf.find(b"\n", i)
+                if end < 0:
+                    self._tail = buf[i:]
+                    return
+                if buf.startswith(b"data:", i):
+                    self._read(self._want, buf[i + 5:end])
+                    self._want = None
+                elif end == i or buf[i:end].strip() == b"":
+                    self._want = None  # the event ended without data
+                i = end + 1
+                continue
+            at = buf.find(_EVENT, i)
+            if at < 0:
+                self._keep(buf)
+                return
+            if at > 0 and buf[at - 1] != 0x0A:
+                i = at + len(_EVENT)  # inside a line (a data payload), not an event field
+                continue
+            end = buf.find(b"\n", at)
+            if end < 0:
+                self._keep(buf)
+                return
+            name = buf[at + len(_EVENT):end].strip()
+            if name in _WANTED:
+                self._want = name
+                if name == b"message_stop":
+                    self.done = True
+            i = end + 1
+
+    def _keep(self, buf: bytes) -> None:
+        """Keep the unfinished last line for the next feed if it may be an event line."""
+        line_start = buf.rfind(b"\n") + 1
+        if len(buf) - line_start <= _MAX_EVENT_LINE:
+            self._tail = buf[line_start:]
+        else:
+            self._midline = True
+
+    def _read(self, name: bytes, payload: bytes) -> None:
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(body, dict):
+            return
+        if name == b"error":
+            error = body.get("error")
+            self.error = error if isinstance(error, dict) else body
+        elif name == b"message_start":
+            message = body.get("message")
+            self._add(message.get("usage") if isinstance(message, dict) else None)
+        elif name == b"message_delta":
+            self._add(body.get("usage"))
+
+    def _add(self, usage: object) -> None:
+        if not isinstance(usage, dict):
+            return
+        for key in _FIGURES:
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self._figures[key] = value
+        self.usage = _usage(self._figures)
+
+
+def usage_from_body(body: bytes) -> Usage | None:
+    """The usage of a non-streamed Messages answer; None when the body has none."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    usage = message.get("usage") if isinstance(message, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    figures = {k: v for k in _FIGURES if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
+    return _usage(figures)
+
+
+def _usage(figures: dict[str, int]) -> Usage:
+    read = figures.get("cache_read_input_tokens", 0)
+    written = figures.get("cache_creation_input_tokens", 0)
+    return Usage(prompt_tokens=figures.get("input_tokens", 0) + read + written,
+                 completion_tokens=figures.get("output_tokens", 0), cached_tokens=read, cache_write_tokens=written)

@@ -1,0 +1,358 @@
+"""Canonical OpenAI Chat Completions SSE → the Responses event stream.
+
+The sequence is the one the official SDKs' accumulators and Codex parse: `response.created` and
+`response.in_progress` (the full response object, status in_progress, no output), then per output
+item `response.output_item.added` … `response.output_item.done` with its content events in between,
+and always one terminal event with the full final object: `response.completed`, `response.incomplete`
+(`finish_reason` length / content_filter) or `response.failed` (a failure after the stream began).
+Every event carries its `type` (also as the SSE `event:` line) and a `sequence_number` from 0.
+
+Items open in the order their content arrives: reasoning (summary parts; one part per thinking block,
+whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), then tool
+calls, which stay open until the model's turn ends since their argument deltas may interleave. Custom
+tool calls cannot split their text out of half-received JSON arguments, so their input goes out whole
+when they close."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from gateway.dialects.responses.errors import failure_object, gateway_error_of
+from gateway.dialects.responses.reasoning import encode_blocks
+from gateway.dialects.responses.response import (
+    ItemIds,
+    base_response,
+    keeps_reasoning,
+    status_of,
+    text_part,
+    tool_map,
+    usage_object,
+)
+from gateway.errors import GatewayError
+from gateway.ids import UniqueIds
+
+new_response_id = UniqueIds("resp_", random_bytes=12, width=8)
+
+
+class _Reasoning:
+    def __init__(self, item_id: str, index: int) -> None:
+        self.id, self.index = item_id, index
+        self.parts: list[str] = []
+        self.current: list[str] | None = None
+        self.blocks: list[dict[str, Any]] = []
+
+
+class _Message:
+    def __init__(self, item_id: str, index: int) -> None:
+        self.id, self.index = item_id, index
+        self.parts: list[dict[str, Any]] = []
+        self.current: tuple[str, list[str]] | None = None  # (part type, pieces)
+
+
+class _Call:
+    def __init__(self, item: dict[str, Any], index: int) -> None:
+        self.item, self.index = item, index
+        self.arguments: list[str] = []
+
+
+class StreamEncoder:
+    def __init__(self, request: dict[str, Any], *, response_id: str | None = None,
+                 created_at: int | None = None) -> None:
+        self.response_id = response_id or new_response_id()
+        self._request = request
+        self._created_at = int(time.time()) if created_at is None else created_at
+        self._names = tool_map(request)
+        self._keep = keeps_reasoning(request)
+        self._ids = ItemIds(self.response_id)
+        self._model = str(request.get("model") or "")
+        self._pending = b""
+        self._out: list[bytes] = []
+        self._seq = 0
+        self._output: list[dict[str, Any]] = []
+        self._open: _Reasoning | _Message | None = None
+        self._calls: dict[int, _Call] = {}
+        self._finish_reason: object = None
+        self._usage: dict[str, Any] | None = None
+        self._final: dict[str, Any] | None = None
+        self.started = False
+
+    # --- the contract ---
+    @property
+    def ended(self) -> bool:
+        """True once the terminal event went out: later input is ignored."""
+        return self._final is not None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._final is not None:
+            return b""
+        buffer = self._pending + data if self._pending else data
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            self._event(buffer[start:end])
+            start = end + 2
+            if self.ended:
+                break
+        self._pending = b"" if self.ended else buffer[start:]
+        return self._flush()
+
+    def finish(self) -> bytes:
+        if self._final is None and self._pending.strip():
+            self._event(self._pending)
+            self._pending = b""
+        if self._final is None:
+            self._begin()
+            status, incomplete = status_of(self._finish_reason)
+            self._close_all("incomplete" if status == "incomplete" else "completed")
+            final = self._response(status)
+            final["incomplete_details"] = incomplete
+            final["usage"] = usage_object(self._usage)
+            self._end(f"response.{status}", final)
+        return self._flush()
+
+    def fail(self, error: GatewayError) -> bytes:
+        if self._final is None:
+            self._fail(error)
+        return self._flush()
+
+    def final_response(self) -> dict[str, Any]:
+        """The object of the terminal event (what the gateway stores); before the end, the response
+        as it stands."""
+        if self._final is not None:
+            return self._final
+        snapshot = self._response("in_progress")
+        snapshot["usage"] = usage_object(self._usage)
+        return snapshot
+
+    # --- canonical events ---
+    def _event(self, raw: bytes) -> None:
+        for line in raw.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(chunk, dict):
+                self._chunk(chunk)
+
+    def _chunk(self, chunk: dict[str, Any]) -> None:
+        if "error" in chunk and "choices" not in chunk:
+            self._fail(gateway_error_of(chunk["error"]))
+            return
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            self._model = chunk["model"]
+        self._begin()
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                self._reasoning_text(delta["reasoning_content"])
+            if delta.get("thinking_blocks"):
+                self._thinking_blocks(delta["thinking_blocks"])
+            if delta.get("content"):
+                self._message_text("output_text", delta["content"])
+            if delta.get("refusal"):
+                self._message_text("refusal", delta["refusal"])
+            for call in delta.get("tool_calls") or ():
+                self._call_delta(call)
+            if choice.get("finish_reason"):
+                self._finish_reason = choice["finish_reason"]
+
+    # --- items ---
+    def _reasoning(self) -> _Reasoning:
+        if not isinstance(self._open, _Reasoning):
+            self._close_open("completed")
+            self._close_calls()
+            self._open = _Reasoning(self._ids("rs"), len(self._output))
+            self._output.append({})
+            self._emit("response.output_item.added", output_index=self._open.index,
+                       item={"id": self._open.id, "type": "reasoning", "summary": []})
+        return self._open
+
+    def _reasoning_text(self, text: str) -> None:
+        item = self._reasoning()
+        if item.current is None:
+            item.current = []
+            self._emit("response.reasoning_summary_part.added", item_id=item.id, output_index=item.index,
+                       summary_index=len(item.parts), part={"type": "summary_text", "text": ""})
+        item.current.append(text)
+        self._emit("response.reasoning_summary_text.delta", item_id=item.id, output_index=item.index,
+                   summary_index=len(item.parts), delta=text)
+
+    def _thinking_blocks(self, blocks: list[Any]) -> None:
+        item = self._reasoning()
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "thinking" and not block.get("thinking"):
+                # The block's text came as reasoning deltas: its signature closes that summary part.
+                block = {**block, "thinking": "".join(item.current or ())}
+            item.blocks.append(block)
+            self._close_summary_part(item)
+
+    def _close_summary_part(self, item: _Reasoning) -> None:
+        if item.current is None:
+            return
+        text = "".join(item.current)
+        index = len(item.parts)
+        self._emit("response.reasoning_summary_text.done", item_id=item.id, output_index=item.index,
+                   summary_index=index, text=text)
+        self._emit("response.reasoning_summary_part.done", item_id=item.id, output_index=item.index,
+                   summary_index=index, part={"type": "summary_text", "text": text})
+        item.parts.append(text)
+        item.current = None
+
+    def _message_text(self, kind: str, text: str) -> None:
+        item = self._open
+        if not isinstance(item, _Message):
+            self._close_open("completed")
+            self._close_calls()
+            item = self._open = _Message(self._ids("msg"), len(self._output))
+            self._output.append({})
+            self._emit("response.output_item.added", output_index=item.index,
+                       item={"id": item.id, "type": "message", "status": "in_progress", "role": "assistant",
+                             "content": []})
+        if item.current is None or item.current[0] != kind:
+            self._close_part(item)
+            item.current = (kind, [])
+            empty = text_part("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
+            self._emit("response.content_part.added", item_id=item.id, output_index=item.index,
+                       content_index=len(item.parts), part=empty)
+        item.current[1].append(text)
+        if kind == "output_text":
+            self._emit("response.output_text.delta", item_id=item.id, output_index=item.index,
+                       content_index=len(item.parts), delta=text, logprobs=[])
+        else:
+            self._emit("response.refusal.delta", item_id=item.id, output_index=item.index,
+                       content_index=len(item.parts), delta=text)
+
+    def _close_part(self, item: _Message) -> None:
+        if item.current is None:
+            return
+        kind, pieces = item.current
+        text, index = "".join(pieces), len(item.parts)
+        if kind == "output_text":
+            part = text_part(text)
+            self._emit("response.output_text.done", item_id=item.id, output_index=item.index,
+                       content_index=index, text=text, logprobs=[])
+        else:
+            part = {"type": "refusal", "refusal": text}
+            self._emit("response.refusal.done", item_id=item.id, output_index=item.index,
+                       content_index=index, refusal=text)
+        self._emit("response.content_part.done", item_id=item.id, output_index=item.index,
+                   content_index=index, part=part)
+        item.parts.append(part)
+        item.current = None
+
+    def _call_delta(self, delta: dict[str, Any]) -> None:
+        position = delta.get("index", 0)
+        function = delta.get("function") or {}
+        call = self._calls.get(position)
+        if call is None:
+            self._close_open("completed")
+            item = self._names.call_item(str(function.get("name") or ""), "")
+            item_id = self._ids("fc")
+            item["id"] = item_id.replace("fc_", "ctc_", 1) if item["type"] == "custom_tool_call" else item_id
+            item["call_id"] = delta.get("id") or item["id"]
+            item["status"] = "in_progress"
+            call = self._calls[position] = _Call(item, len(self._output))
+            self._output.append({})
+            self._emit("response.output_item.added", output_index=call.index, item=dict(call.item))
+        piece = function.get("arguments")
+        if piece:
+            call.arguments.append(piece)
+            if call.item["type"] == "function_call":
+                self._emit("response.function_call_arguments.delta", item_id=call.item["id"],
+                           output_index=call.index, delta=piece)
+
+    def _close_open(self, status: str) -> None:
+        item, self._open = self._open, None
+        if isinstance(item, _Reasoning):
+            self._close_summary_part(item)
+            done: dict[str, Any] = {"id": item.id, "type": "reasoning",
+                                    "summary": [{"type": "summary_text", "text": text} for text in item.parts]}
+            if item.blocks and self._keep:
+                done["encrypted_content"] = encode_blocks(item.blocks)
+        elif isinstance(item, _Message):
+            self._close_part(item)
+            done = {"id": item.id, "type": "message", "status": status, "role": "assistant",
+                    "content": item.parts}
+        else:
+            return
+        self._output[item.index] = done
+        self._emit("response.output_item.done", output_index=item.index, item=done)
+
+    def _close_calls(self, status: str = "completed") -> None:
+        for call in sorted(self._calls.values(), key=lambda c: c.index):
+            item, arguments = call.item, "".join(call.arguments)
+            full = self._names.call_item(self._canonical_name(item), arguments)
+            item_id = item["id"]
+            if item["type"] == "custom_tool_call":
+                self._emit("response.custom_tool_call_input.delta", item_id=item_id, output_index=call.index,
+                           delta=full["input"])
+                self._emit("response.custom_tool_call_input.done", item_id=item_id, output_index=call.index,
+                           input=full["input"])
+            else:
+                self._emit("response.function_call_arguments.done", item_id=item_id, output_index=call.index,
+                           arguments=arguments)
+            done = {**item, **full, "id": item_id, "call_id": item["call_id"], "status": status}
+            self._output[call.index] = done
+            self._emit("response.output_item.done", output_index=call.index, item=done)
+        self._calls.clear()
+
+    def _canonical_name(self, item: dict[str, Any]) -> str:
+        namespace = item.get("namespace")
+        return f"{namespace}__{item['name']}" if namespace else str(item["name"])
+
+    def _close_all(self, status: str) -> None:
+        self._close_open(status)
+        self._close_calls(status)
+
+    # --- the response ---
+    def _response(self, status: str) -> dict[str, Any]:
+        response = base_response(self._request, response_id=self.response_id, created_at=self._created_at,
+                                 model=self._model, status=status)
+        response["output"] = [item for item in self._output if item]
+        return response
+
+    def _begin(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self._emit("response.created", response=self._response("in_progress"))
+        self._emit("response.in_progress", response=self._response("in_progress"))
+
+    def _fail(self, error: GatewayError) -> None:
+        self._begin()
+        self._close_all("incomplete")
+        final = self._response("failed")
+        final["error"] = failure_object(error)
+        final["usage"] = usage_object(self._usage)
+        self._end("response.failed", final)
+
+    def _end(self, kind: str, final: dict[str, Any]) -> None:
+        self._final = final
+        self._emit(kind, response=final)
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        fields["type"] = kind
+        fields["sequence_number"] = self._seq
+        self._seq += 1
+        self._out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(fields) + b"\n\n")
+
+    def _flush(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
