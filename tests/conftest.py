@@ -6,6 +6,12 @@ from pathlib import Path
 
 import openai
 import pytest
+from hypothesis import settings
+
+# Property tests judge results, never time: a loaded machine must not fail them (hypothesis's default
+# deadline is 200 ms per example).
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 # Exact token counts offline: tiktoken finds the shipped cl100k_base file here.
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).parent / "data" / "tiktoken"))
