@@ -1,29 +1,21 @@
 """The request pipeline, in one direction:
 
-    authenticate → admit (limits, budgets, cache: the stages) → router → settle
+    authenticate → admit (limits, budgets, cache: the stages) → router → encode for the dialect
 
-Per-request work runs once; the router owns per-attempt work. Settle runs in `finally` for every
-request that was admitted, streams included (when the stream ends, fails or the client leaves), so
-reservations are always reconciled and every call is accounted.
+Per-request work runs once; the router owns per-attempt work. Stages are the slots features plug
+into: a stage may admit (raise to reject, or return a ready reply, as a cache hit does) and settles
+afterwards; a stage that needs a stream's output sets `ctx.capture = []` in admit and finds every
+piece sent to the client there at settle (no cost for requests that did not ask).
 
-Stages are the slots later features plug into: a stage may admit (raise to reject, or return a
-ready reply, as a cache hit does) and settles afterwards. A non-streamed answer reaches settle as
-the JSONReply; a stage that needs a stream's output sets `ctx.capture = []` in admit and finds every
-piece sent to the client there at settle (no cost for requests that did not ask). Settle writes from
-all stages go to the store together so the whole settle step is one round trip.
-
-When the settle runs: before the answer when the call holds something the client's next call checks
-(ctx.settle_before_reply); else just after it; on the embedded store, when no later call reads it
-(not ctx.settle_promptly), at the gateway's next wait on a provider (tasks.IdleWork), with what it
-gives the answer done first by the stages' `annotate`.
+Every call that was admitted is settled exactly once, streams included (when the stream ends, fails
+or the client leaves): the call's `Settlement` (gateway/settlement.py) rides on its reply, and
+`gateway.settlement.settle_timing` alone decides when it runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +27,7 @@ from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation
+from gateway.settlement import Settlement, Settler, Timing
 from gateway.store import Store, StoreOp
 from gateway.tasks import IdleWork
 
@@ -46,9 +39,8 @@ class JSONReply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-    # The settle writes, left for after the response is on the wire (the route awaits this once it
-    # has sent the reply): the client does not wait for the store round trip, or the metrics.
-    after: Callable[[], Awaitable[None]] | None = None
+    # The call's settle; the endpoint runs what is left of it once the answer is out.
+    settlement: Settlement | None = None
 
 
 @dataclass(slots=True)
@@ -59,9 +51,10 @@ class StreamReply:
     # The whole stream is already in `first` (the provider's end marker arrived with it, or a cache
     # replay): `rest` only settles, with no wait on the provider.
     complete: bool = False
-    # The call holds something the client's next call checks (ctx.settle_before_reply): the response
-    # completes only once the stream has settled, instead of with its `data: [DONE]`.
+    # The settle runs before the stream's response completes (instead of after its `data: [DONE]`):
+    # the call holds something the client's next call checks (see gateway.settlement).
     settle_first: bool = False
+    settlement: Settlement | None = None
 
 
 Reply = JSONReply | StreamReply
@@ -89,6 +82,11 @@ class Stage(Protocol):
         """The batch could not be written: keep or log what would be lost. Must not raise."""
         ...
 
+    def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
+        """The answer leaves before the settle runs: do now what the answer needs from the settle (a
+        JSON answer's cost header, the access log's cost, a stream's deployment freed). No I/O."""
+        ...
+
 
 class Pipeline:
     def __init__(self, auth: Authenticator, router: Router, metrics: Metrics, store: Store,
@@ -100,15 +98,9 @@ class Pipeline:
         self.store = store
         self.stages = stages
         self.stream_usage_hook = stream_usage_hook
-        # Where settles that no later call reads wait for the gateway's next wait on a provider;
+        # Settles that no later call reads wait in `idle` for the gateway's next wait on a provider;
         # None: every settle follows its answer at once.
-        self.idle = idle
-        self._writes: set[asyncio.Task[None]] = set()
-        # Stages whose settle gives the answer something (a JSON answer's cost header, the call's cost
-        # for the access log, a stream's release of its deployment) do that part in an
-        # `annotate(ctx, reply, error)`, called when the answer is ready if the settle itself waits.
-        self._annotators: dict[str, Callable[[RequestContext, JSONReply | None, GatewayError | None], None]] = {
-            stage.name: stage.annotate for stage in stages if hasattr(stage, "annotate")}
+        self.settler = Settler(store, metrics, idle, self._observe)
 
     async def handle(self, ctx: RequestContext, *, authenticated: bool = False) -> Reply:
         """`authenticated`: the endpoint has put the caller in `ctx.principal` already."""
@@ -122,78 +114,56 @@ class Pipeline:
             else:
                 ctx.alias = alias
         self.auth.authorize(ctx.principal, ctx.alias)
-        admitted: list[Stage] = []
+        settlement = self.settler.start(ctx)
         reply: Reply | None = None
-        error: GatewayError | None = None
+        routed = False
         try:
             for stage in self.stages:
                 reply = await stage.admit(ctx)
-                admitted.append(stage)
+                settlement.stages.append(stage)
                 if reply is not None:
-                    return reply
-            if self.idle is not None:
-                self.idle.soon()  # this call is about to wait on its provider: earlier calls settle then
-            codec = dialect(ctx.dialect)
-            if ctx.stream:
-                opened = await self.router.open_stream(ctx)
-                encoder = None if opened.native else codec.stream_encoder(ctx)
-                first = self._stream_out(ctx, opened, encoder, opened.first)
-                if ctx.keeper is not None:
-                    await ctx.keeper.keep_stream(encoder if encoder is not None else opened.translator)
-                rest = self._stream_rest(ctx, opened, encoder, tuple(admitted))
-                # Started here, so its `finally` (close upstream, settle) runs whenever it is closed,
-                # even if the client is gone before the first byte is sent.
-                await rest.__anext__()
-                reply = StreamReply(self._headers(ctx), first, rest, complete=opened.translator.done,
-                                    settle_first=ctx.settle_before_reply)
-                admitted = []  # the stream settles when it ends
-                return reply
-            parsed = await self.router.complete(ctx)
-            ctx.usage = parsed.usage
-            reply = JSONReply(200, codec.encode_answer(parsed, ctx), self._headers(ctx))
-            if ctx.keeper is not None:
-                await ctx.keeper.keep_json(reply.body)
-            return reply
+                    break
+            else:
+                reply, routed = await self._route(ctx, settlement), True
         except GatewayError as exc:
-            error = exc
             ctx.status, ctx.error_type = exc.http_status, exc.error_type
+            settlement.decide(None, exc, stream=False)
+            await settlement.run()
             raise
-        finally:
-            if admitted and error is None and isinstance(reply, JSONReply) and self.store.ordered \
-                    and not ctx.settle_before_reply:
-                # Settled after the send: the stages' writes, the records they build and the metrics.
-                # Only the headers a settle gives the answer (the call's cost) are set now. Only on
-                # an ordered store (see Store.ordered): through redis-py's pool a later call's read
-                # (budget, cache lookup, limits) could reach Redis before this write. When no later
-                # call reads them, they wait for the gateway's next wait on a provider instead.
-                ctx.finished_at = time.perf_counter()  # the metrics' and usage record's end of the call
-                settle = functools.partial(self._settle, ctx, tuple(admitted), reply, None)
-                if self.idle is not None and self._may_wait(ctx):
-                    self.idle.defer(settle)
-                else:
-                    reply.after = settle
-                self._annotate(ctx, admitted, reply, None)
-            elif admitted:
-                await self._settle(ctx, tuple(admitted), reply, error)
-            elif not ctx.stream or error is not None:
-                self._observe(ctx)
+        except BaseException:  # cut short (cancelled): what was admitted is still settled
+            await settlement.run(shield=True)
+            raise
+        reply.settlement = settlement
+        # A provider's stream decides its settle when it ends (see _stream_rest); any other answer
+        # (JSON, a stage's replayed stream) is whole now.
+        if (isinstance(reply, JSONReply) or not routed) and \
+                settlement.decide(reply, None, stream=isinstance(reply, StreamReply)) is Timing.BEFORE:
+            await settlement.run()
+        return reply
 
-    @staticmethod
-    def _may_wait(ctx: RequestContext) -> bool:
-        """Whether this call's settle may wait for the gateway's next wait on a provider: nothing a
-        later call checks or reads is in it."""
-        return not ctx.settle_before_reply and not ctx.settle_promptly
-
-    def _annotate(self, ctx: RequestContext, stages: Sequence[Stage], reply: JSONReply | None,
-                  error: GatewayError | None) -> None:
-        for stage in stages:
-            annotate = self._annotators.get(stage.name)
-            if annotate is not None:
-                try:
-                    annotate(ctx, reply, error)
-                except Exception:  # like settle: never fail a request that already has its answer
-                    log.exception("annotate failed", extra={"fields": {"request_id": ctx.request_id,
-                                                                      "stage": stage.name}})
+    async def _route(self, ctx: RequestContext, settlement: Settlement) -> Reply:
+        if self.settler.idle is not None:
+            self.settler.idle.soon()  # this call is about to wait on its provider: earlier calls settle then
+        codec = dialect(ctx.dialect)
+        if ctx.stream:
+            opened = await self.router.open_stream(ctx)
+            encoder = None if opened.native else codec.stream_encoder(ctx)
+            first = self._stream_out(ctx, opened, encoder, opened.first)
+            if ctx.keeper is not None:
+                await ctx.keeper.keep_stream(encoder if encoder is not None else opened.translator)
+            rest = self._stream_rest(ctx, opened, encoder, settlement)
+            # Started here, so its `finally` (close upstream, decide the settle) runs whenever it is
+            # closed, even if the client is gone before the first byte is sent.
+            await rest.__anext__()
+            before = self.settler.timing(ctx, stream=True, failed=False) is Timing.BEFORE
+            return StreamReply(self._headers(ctx), first, rest, complete=opened.translator.done,
+                               settle_first=before)
+        parsed = await self.router.complete(ctx)
+        ctx.usage = parsed.usage
+        reply = JSONReply(200, codec.encode_answer(parsed, ctx), self._headers(ctx))
+        if ctx.keeper is not None:
+            await ctx.keeper.keep_json(reply.body)
+        return reply
 
     def _headers(self, ctx: RequestContext) -> dict[str, str]:
         headers = ctx.response_headers
@@ -203,7 +173,7 @@ class Pipeline:
         return headers
 
     async def _stream_rest(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,
-                           stages: tuple[Stage, ...]) -> AsyncIterator[bytes]:
+                           settlement: Settlement) -> AsyncIterator[bytes]:
         """The stream after its first bytes. An upstream failure from here on ends the stream with the
         dialect's error event (never a clean-looking end); the client leaving cancels the upstream."""
         error: GatewayError | None = None
@@ -232,12 +202,7 @@ class Pipeline:
             ctx.stream_complete = opened.translator.done and error is None
             if error is not None:
                 ctx.status, ctx.error_type = 502 if error.http_status < 500 else error.http_status, error.error_type
-            if self.idle is not None and self._may_wait(ctx):
-                ctx.finished_at = time.perf_counter()  # see handle
-                self._annotate(ctx, stages, None, error)
-                self.idle.defer(functools.partial(self._settle, ctx, stages, None, error))
-            else:
-                await self._settle(ctx, stages, None, error, shield=True)
+            settlement.decide(None, error, stream=True)
 
     def _stream_out(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,
                     out: bytes) -> bytes:
@@ -260,58 +225,10 @@ class Pipeline:
             ctx.capture.append(out)
         return out
 
-    async def _settle(self, ctx: RequestContext, stages: tuple[Stage, ...], reply: Reply | None,
-                      error: GatewayError | None, *, shield: bool = False) -> None:
-        """Every admitted stage's writes, sent to the store in one round trip."""
-        batches, ops = self._collect(ctx, stages, reply, error)
-        await self._commit(ctx, batches, ops, shield=shield)
-
-    def _collect(self, ctx: RequestContext, stages: tuple[Stage, ...], reply: Reply | None,
-                 error: GatewayError | None) -> tuple[list[tuple[Stage, Sequence[StoreOp]]], list[StoreOp]]:
-        batches: list[tuple[Stage, Sequence[StoreOp]]] = []
-        for stage in stages:
-            try:
-                batches.append((stage, stage.settle(ctx, reply, error)))
-            except Exception:  # settle must never fail a request that already has its answer
-                log.exception("settle failed", extra={"fields": {"request_id": ctx.request_id, "stage": stage.name}})
-        return batches, [op for _, stage_ops in batches for op in stage_ops]
-
-    async def _commit(self, ctx: RequestContext, batches: list[tuple[Stage, Sequence[StoreOp]]],
-                      ops: list[StoreOp], *, shield: bool = False) -> None:
-        if not ops:
-            self._observe(ctx)
-        elif not shield or self.store.in_process:
-            # (An in-process store writes without suspending: a cancellation cannot cut it short.)
-            await self._write(ctx, batches, ops)
-            self._observe(ctx)
-        else:
-            # A stream settles while its client may be leaving: the disconnect cancels this task, and
-            # must not cancel the writes (they would be lost). They finish in their own task.
-            task = asyncio.ensure_future(self._write(ctx, batches, ops))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
-            try:
-                await asyncio.shield(task)
-            finally:
-                self._observe(ctx)
-
-    async def _write(self, ctx: RequestContext, batches: list[tuple[Stage, Sequence[StoreOp]]],
-                     ops: list[StoreOp]) -> None:
-        began = time.perf_counter()  # --- observability ---
-        try:
-            await self.store.run_batch(ops)
-            self.metrics.child(self.metrics.store_seconds, "settle").observe(time.perf_counter() - began)
-        except Exception as exc:
-            self.metrics.child(self.metrics.store_errors, "settle").inc()
-            for stage, stage_ops in batches:
-                if stage_ops:
-                    stage.settle_failed(ctx, stage_ops, exc)
-
     # --- deploy: graceful shutdown ---
     async def wait_writes(self) -> None:
         """Wait for settle writes still in flight (streams that ended as the server stopped)."""
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self.settler.wait_writes()
     # --- end deploy ---
 
     def _observe(self, ctx: RequestContext) -> None:

@@ -247,6 +247,9 @@ class RateLimitStage:
     def settle(self, ctx: RequestContext, reply: Any, error: GatewayError | None) -> Sequence[StoreOp]:
         return self.limiter.settle_ops(ctx)
 
+    def annotate(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> None:
+        """Nothing of this stage's settle is needed by the answer itself."""
+
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
         # Lost reconciliations: tokens stay charged at their reservation, leases expire by their TTL.
         self.limiter.failures.report("settle", error)

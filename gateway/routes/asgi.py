@@ -122,6 +122,8 @@ async def _pump(send: Send, reply: StreamReply) -> bool:
         try:
             chunk = await rest.__anext__()
         except StopAsyncIteration:
+            if reply.settle_first and reply.settlement is not None:
+                await reply.settlement.run(shield=True)  # before the response completes
             await send({"type": "http.response.body", "body": b""})
             return False
     # `data: [DONE]` is the last thing a client reads: the answer ends with it, in the same write

@@ -50,14 +50,14 @@ class DialectEndpoint:
             ctx.dialect, ctx.native, ctx.untranslatable = self.dialect.name, call.native, call.untranslatable
         ctx.principal = principal
         reply = await runtime.pipeline.handle(ctx, authenticated=True)
-        if isinstance(reply, JSONReply):
-            # Taken off the reply: `after` holds the reply, a cycle only the garbage collector
-            # would free (every request's context and body kept until then, and its pauses).
-            after, reply.after = reply.after, None
-            try:
+        try:
+            if isinstance(reply, JSONReply):
                 await send_json(send, reply)
-            finally:  # the settle writes, also when the client left before the answer went out
-                if after is not None:
-                    await after()
-        else:
-            await send_stream(send, receive, reply)
+            else:
+                await send_stream(send, receive, reply)
+        finally:  # the settle that follows the answer, also when the client left before it went out
+            # (Taken off the reply: the settlement holds the reply, a cycle only the garbage collector
+            # would free, with every request's context and body until then.)
+            settlement, reply.settlement = reply.settlement, None
+            if settlement is not None:
+                await settlement.after_answer()

@@ -252,6 +252,9 @@ class CacheStage:
         return StoreOp("cache_store", (state.entry_key, state.lock_key, state.token, value,
                                        max(1, int(state.ttl * 1000))))
 
+    def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
+        """Nothing of this stage's settle is needed by the answer itself."""
+
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY:

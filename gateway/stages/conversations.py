@@ -23,7 +23,7 @@ from gateway.dialects.responses.stream import StreamEncoder
 from gateway.dialects.responses.usage import UsageReader
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.logging import get_logger
-from gateway.pipeline import Reply
+from gateway.pipeline import JSONReply, Reply
 from gateway.store import StoreOp
 
 log = get_logger("conversations")
@@ -60,6 +60,9 @@ class ConversationStage:
 
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
         return ()
+
+    def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
+        """Nothing of this stage's settle is needed by the answer itself."""
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
         return None

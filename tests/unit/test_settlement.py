@@ -1,0 +1,208 @@
+"""When a call settles, for every row of the settle table (gateway/settlement.py): the real endpoint
+and pipeline, driven through their ASGI surface with a fake transport, a fake store that logs its
+writes beside what the client was sent, and a fake router; no server, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.auth import Authenticator
+from gateway.config import AuthConfig, GatewayConfig
+from gateway.context import RequestContext, Usage
+from gateway.dialects.chat import ChatDialect
+from gateway.errors import GatewayError, UpstreamError
+from gateway.metrics import Metrics
+from gateway.pipeline import JSONReply, Pipeline, Reply
+from gateway.providers.base import ParsedResponse
+from gateway.routes.calls import DialectEndpoint
+from gateway.runtime import Runtime, Services
+from gateway.settlement import Timing, settle_timing
+from gateway.store import StoreOp
+from gateway.tasks import IdleWork
+from gateway.tokenize import TokenCounter
+from gateway.upstream import UpstreamPool
+
+COMPLETION = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+CHUNKS = [b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n', b"data: [DONE]\n\n"]
+
+
+def expected(*, stream: bool, failed: bool, holds: bool, prompt: bool, ordered: bool, idle: bool) -> Timing:
+    """The table of the settlement module's docstring, read top to bottom."""
+    rows: list[tuple[bool, Timing]] = [
+        (failed, Timing.BEFORE),
+        (holds, Timing.BEFORE),
+        (not ordered and not stream, Timing.BEFORE),
+        (prompt or not idle, Timing.AFTER),
+    ]
+    return next((timing for applies, timing in rows if applies), Timing.DEFERRED)
+
+
+@given(st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_the_table(stream: bool, failed: bool, holds: bool, prompt: bool, ordered: bool, idle: bool) -> None:
+    ctx = RequestContext(request_id="r", operation=ChatDialect().operation, body={}, alias="a", stream=stream,
+                         headers={}, settle_before_reply=holds, settle_promptly=prompt)
+    assert settle_timing(ctx, stream=stream, failed=failed, ordered=ordered, idle=idle) is expected(
+        stream=stream, failed=failed, holds=holds, prompt=prompt, ordered=ordered, idle=idle)
+
+
+# --- the fakes -------------------------------------------------------------------------------------
+
+@dataclass
+class Log:
+    events: list[str] = field(default_factory=list)
+
+
+class FakeStore:
+    in_process = True
+
+    def __init__(self, log: Log, *, ordered: bool) -> None:
+        self.log = log
+        self.ordered = ordered
+
+    async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+        self.log.events.append("store")
+        return [None for _ in ops]
+
+
+class Stage:
+    """Writes one op at settle; sets the context's settle flags when it admits."""
+
+    name = "probe"
+
+    def __init__(self, log: Log, *, holds: bool, prompt: bool) -> None:
+        self.log, self.holds, self.prompt = log, holds, prompt
+        self.settled: list[GatewayError | None] = []
+
+    async def admit(self, ctx: RequestContext) -> Reply | None:
+        ctx.settle_before_reply, ctx.settle_promptly = self.holds, self.prompt
+        return None
+
+    def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
+        self.settled.append(error)
+        return (StoreOp("probe"),)
+
+    def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
+        raise AssertionError("the fake store never fails")
+
+    def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
+        self.log.events.append("annotate")
+
+
+class Translator:
+    usage: Usage | None = Usage(3, 1)
+    finish_reason: str | None = "stop"
+    done = True
+
+
+class Response:
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Opened:
+    first: bytes
+    rest: AsyncIterator[bytes]
+    translator: Translator = field(default_factory=Translator)
+    response: Response = field(default_factory=Response)
+    native: bool = False
+
+
+class Table:
+    def get(self, alias: str) -> object:
+        return object()
+
+
+class Router:
+    table = Table()
+
+    def __init__(self, *, fail: bool) -> None:
+        self.fail = fail
+
+    async def complete(self, ctx: RequestContext) -> ParsedResponse:
+        if self.fail:
+            raise UpstreamError("down", status=500)
+        return ParsedResponse(COMPLETION, orjson.dumps(COMPLETION), Usage(3, 1))
+
+    async def open_stream(self, ctx: RequestContext) -> Opened:
+        if self.fail:
+            raise UpstreamError("down", status=500)
+
+        async def rest() -> AsyncIterator[bytes]:
+            yield CHUNKS[1]
+
+        return Opened(CHUNKS[0], rest())
+
+
+def endpoint(log: Log, stage: Stage, *, ordered: bool, idle: IdleWork | None, fail: bool) -> DialectEndpoint:
+    metrics = Metrics()
+    store = FakeStore(log, ordered=ordered)
+    pipeline = Pipeline(Authenticator(AuthConfig(required=False)), cast(Any, Router(fail=fail)), metrics,
+                        cast(Any, store), (cast(Any, stage),), idle=idle)
+    services = Services(metrics=metrics, pool=UpstreamPool(), tokens=TokenCounter(), store=cast(Any, store))
+    services.runtime = Runtime(config=GatewayConfig(), digest="", auth=pipeline.auth, table=cast(Any, None),
+                               pipeline=pipeline, conversations=cast(Any, None))
+    return DialectEndpoint(ChatDialect(), services)
+
+
+async def call(app: DialectEndpoint, log: Log, *, stream: bool) -> None:
+    body = orjson.dumps({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "x"}]})
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    requests = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        return next(requests, None) or await asyncio.Event().wait()  # then: a client that stays
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            log.events.append("answered")
+
+    await app(scope, receive, send)
+    log.events.append("returned")
+
+
+MATRIX = list(itertools.product([False, True], repeat=5))
+
+
+@pytest.mark.parametrize(("stream", "holds", "prompt", "ordered", "idle"), MATRIX)
+async def test_each_row_settles_once_at_its_time(stream: bool, holds: bool, prompt: bool, ordered: bool,
+                                                 idle: bool) -> None:
+    log = Log()
+    stage = Stage(log, holds=holds, prompt=prompt)
+    queue = IdleWork(delay=60) if idle else None  # (no timer fires during the test)
+    await call(endpoint(log, stage, ordered=ordered, idle=queue, fail=False), log, stream=stream)
+    timing = expected(stream=stream, failed=False, holds=holds, prompt=prompt, ordered=ordered, idle=idle)
+    if timing is Timing.BEFORE:
+        assert log.events == ["store", "answered", "returned"]
+    elif timing is Timing.AFTER:
+        annotated = [] if stream else ["annotate"]  # a JSON answer's headers are set before it leaves
+        assert log.events == [*annotated, "answered", "store", "returned"]
+    else:
+        # (A stream's end is known once its last event is out: its annotate follows that.)
+        assert log.events == (["answered", "annotate", "returned"] if stream else ["annotate", "answered", "returned"])
+        assert queue is not None
+        await queue.drain()
+        assert log.events[-1] == "store"
+    assert len(stage.settled) == 1
+
+
+@pytest.mark.parametrize(("stream", "idle"), list(itertools.product([False, True], repeat=2)))
+async def test_a_failed_call_settles_before_its_error_leaves(stream: bool, idle: bool) -> None:
+    log = Log()
+    stage = Stage(log, holds=False, prompt=False)
+    app = endpoint(log, stage, ordered=True, idle=IdleWork(delay=60) if idle else None, fail=True)
+    with pytest.raises(UpstreamError):
+        await call(app, log, stream=stream)
+    assert log.events == ["store"]
+    assert isinstance(stage.settled[0], UpstreamError)
