@@ -215,7 +215,8 @@ class Pipeline:
         if ctx.capture is not None:
             ctx.capture.append(out)
         hook = self.stream_usage_hook
-        if hook is not None and ctx.client_wants_usage and (b'"usage":{' in out or b'"usage": {' in out):
+        if hook is not None and ctx.native is None and ctx.client_wants_usage and (
+                b'"usage":{' in out or b'"usage": {' in out):
             out = hook(ctx, opened.translator.usage, out)
         return out
 
