@@ -56,8 +56,9 @@ def test_claude_codes_tool_turn_becomes_tool_calls_and_a_tool_message() -> None:
     sent = claude_code("tool_result_turn")["body"]
     *_, assistant, tool = parse_request(sent)["messages"]
     use = sent["messages"][-2]["content"][1]
+    arguments = orjson.dumps(use["input"]).decode()
     assert assistant == {"role": "assistant", "content": "Let me read it.", "tool_calls": [
-        {"id": use["id"], "type": "function", "function": {"name": "Read", "arguments": orjson.dumps(use["input"]).decode()}}]}
+        {"id": use["id"], "type": "function", "function": {"name": "Read", "arguments": arguments}}]}
     assert tool == {"role": "tool", "tool_call_id": use["id"], "content": "1\thello from notes\n2\t",
                     "cache_control": {"type": "ephemeral"}}
 
