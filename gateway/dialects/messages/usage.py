@@ -5,7 +5,7 @@ lines of the four events that matter (`message_start` and `message_delta` carry 
 `message_stop` ends the message, `error` fails it) with `bytes.find`, and parses the JSON of those
 events' data lines alone. The bytes of every other event (the content deltas: nearly all of a
 stream) are skipped without being split, copied or decoded. Anthropic's counts are cumulative, so
-the last figure of each kind wins.
+the last figure of each kind wins (with server-side compaction, the sum over the `iterations`).
 
 Usage maps to the gateway's: prompt tokens = input + cache reads + cache writes (OpenAI's
 semantics), cached = cache reads, cache writes = cache creation, completion = output.
@@ -105,13 +105,9 @@ class UsageReader:
             self._add(body.get("usage"))
 
     def _add(self, usage: object) -> None:
-        if not isinstance(usage, dict):
-            return
-        for key in _FIGURES:
-            value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                self._figures[key] = value
-        self.usage = _usage(self._figures)
+        if isinstance(usage, dict):
+            self._figures.update(_figures(usage))
+            self.usage = _usage(self._figures)
 
 
 def usage_from_body(body: bytes) -> Usage | None:
@@ -121,10 +117,20 @@ def usage_from_body(body: bytes) -> Usage | None:
     except orjson.JSONDecodeError:
         return None
     usage = message.get("usage") if isinstance(message, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    figures = {k: v for k in _FIGURES if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
-    return _usage(figures)
+    return _usage(_figures(usage)) if isinstance(usage, dict) else None
+
+
+def _figures(usage: dict[str, Any]) -> dict[str, int]:
+    """The counts a usage object gives. With server-side compaction the top-level counts are the last
+    iteration's alone and `iterations` lists every billed one: their sums are the call's usage."""
+    iterations = usage.get("iterations")
+    if isinstance(iterations, list) and iterations:
+        totals = dict.fromkeys(_FIGURES, 0)
+        for step in iterations:
+            for key, value in _figures(step).items() if isinstance(step, dict) else ():
+                totals[key] += value
+        return totals
+    return {k: v for k in _FIGURES if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
 
 
 def _usage(figures: dict[str, int]) -> Usage:
