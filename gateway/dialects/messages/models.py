@@ -20,8 +20,9 @@ def count_tokens(body: object, counter: TokenCounter) -> int:
 
 
 def models_page(aliases: list[str], created: int) -> dict[str, Any]:
-    """Anthropic's model list: every alias as a model, created at `created` (Unix seconds)."""
+    """Anthropic's model list: every alias as an active model, created at `created` (Unix seconds)."""
     stamp = datetime.fromtimestamp(created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data = [{"type": "model", "id": alias, "display_name": alias, "created_at": stamp} for alias in aliases]
+    data = [{"type": "model", "id": alias, "display_name": alias, "created_at": stamp, "lifecycle": "active"}
+            for alias in aliases]
     return {"data": data, "has_more": False, "first_id": aliases[0] if aliases else None,
             "last_id": aliases[-1] if aliases else None}
