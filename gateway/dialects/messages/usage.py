@@ -1,11 +1,13 @@
 """Usage of an Anthropic answer relayed untouched (a Messages client, an Anthropic deployment).
 
-`UsageReader` watches the provider's SSE bytes on their way to the client: it looks for the `event:`
+`UsageReader` watches the provider's SSE bytes on their way to the client. It looks for the event
 lines of the four events that matter (`message_start` and `message_delta` carry usage,
-`message_stop` ends the message, `error` fails it) with `bytes.find`, and parses the JSON of those
-events' data lines alone. The bytes of every other event (the content deltas: nearly all of a
-stream) are skipped without being split, copied or decoded. Anthropic's counts are cumulative, so
-the last figure of each kind wins (with server-side compaction, the sum over the `iterations`).
+`message_stop` ends the message, `error` fails it) with `bytes.find` on their names, and parses the
+JSON of those events' data lines alone: the bytes of every other event (the content deltas, nearly
+all of a stream) are skipped at C speed without being split, copied or decoded, and a read is only
+joined to the next when it ends inside one of those few event lines. Anthropic writes event lines as
+`event: <name>` with one space, which the search relies on. Anthropic's counts are cumulative, so the
+last figure of each kind wins (with server-side compaction, the sum over the `iterations`).
 
 Usage maps to the gateway's: prompt tokens = input + cache reads + cache writes (OpenAI's
 semantics), cached = cache reads, cache writes = cache creation, completion = output.
@@ -19,10 +21,9 @@ import orjson
 
 from gateway.context import Usage
 
-_EVENT = b"event:"
-# A line longer than this cannot be an `event:` line of interest: a cut-off tail that long is a data
-# line, whose start was skipped anyway.
-_MAX_EVENT_LINE = 64
+_MESSAGE = b"event: message_"
+_ERROR = b"event: error"
+_NAME_AT = len(b"event:")
 _WANTED = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
 _FIGURES = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 
@@ -35,20 +36,20 @@ class UsageReader:
         self.done = False
         self.error: dict[str, Any] | None = None
         self._figures: dict[str, int] = {}
-        self._tail = b""
+        self._tail = b""  # the start of an event line of interest, cut by the read
         self._want: bytes | None = None  # the event whose data line comes next
-        self._midline = False  # the previous feed ended inside a line that was not kept
+        self._midline = False  # the previous read ended inside a line of no interest
 
     def feed(self, data: bytes) -> None:
         buf = self._tail + data if self._tail else data
         self._tail = b""
-        size = len(buf)
         i = 0
         if self._midline:
             i = buf.find(b"\n") + 1
             if i == 0:
                 return
             self._midline = False
+        size = len(buf)
         while i < size:
             if self._want is not None:
                 end = buf.find(b"\n", i)
@@ -58,22 +59,22 @@ class UsageReader:
                 if buf.startswith(b"data:", i):
                     self._read(self._want, buf[i + 5:end])
                     self._want = None
-                elif end == i or buf[i:end].strip() == b"":
+                elif buf[i:end].strip() == b"":
                     self._want = None  # the event ended without data
                 i = end + 1
                 continue
-            at = buf.find(_EVENT, i)
+            at = _next_event(buf, i)
             if at < 0:
                 self._keep(buf)
                 return
             if at > 0 and buf[at - 1] != 0x0A:
-                i = at + len(_EVENT)  # inside a line (a data payload), not an event field
+                i = at + _NAME_AT  # inside a line (a data payload), not an event field
                 continue
             end = buf.find(b"\n", at)
             if end < 0:
-                self._keep(buf)
+                self._tail = buf[at:]
                 return
-            name = buf[at + len(_EVENT):end].strip()
+            name = buf[at + _NAME_AT:end].strip()
             if name in _WANTED:
                 self._want = name
                 if name == b"message_stop":
@@ -81,12 +82,17 @@ class UsageReader:
             i = end + 1
 
     def _keep(self, buf: bytes) -> None:
-        """Keep the unfinished last line for the next feed if it may be an event line."""
+        """After the last event of interest: keep the read's unfinished last line only if it may be the
+        start of one (`event: mess`), else skip the rest of that line in the next read."""
         line_start = buf.rfind(b"\n") + 1
-        if len(buf) - line_start <= _MAX_EVENT_LINE:
-            self._tail = buf[line_start:]
-        else:
-            self._midline = True
+        if line_start == len(buf):
+            return
+        if len(buf) - line_start < len(_MESSAGE):
+            rest = buf[line_start:]
+            if _MESSAGE.startswith(rest) or _ERROR.startswith(rest):
+                self._tail = rest
+                return
+        self._midline = True
 
     def _read(self, name: bytes, payload: bytes) -> None:
         try:
@@ -108,6 +114,14 @@ class UsageReader:
         if isinstance(usage, dict):
             self._figures.update(_figures(usage))
             self.usage = _usage(self._figures)
+
+
+def _next_event(buf: bytes, start: int) -> int:
+    message = buf.find(_MESSAGE, start)
+    error = buf.find(_ERROR, start)
+    if error < 0:
+        return message
+    return error if message < 0 else min(message, error)
 
 
 def usage_from_body(body: bytes) -> Usage | None:
