@@ -3,13 +3,13 @@ the hot path never scans the config."""
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import AliasConfig, Deployment, GatewayConfig
 from gateway.providers import Provider, build_provider
+from gateway.routing.patterns import resolve_alias
 
 RESOLVED_NAMES = 1024
 
@@ -62,7 +62,7 @@ class RouteTable:
         matches (exact alias names are looked up first, by `get`)."""
         alias = self._resolved.get(name)
         if alias is None:
-            alias = next((a for pattern, a in self.patterns if fnmatch.fnmatchcase(name, pattern)), "")
+            alias = resolve_alias(name, (), self.patterns) or ""
             if len(self._resolved) < RESOLVED_NAMES:  # names come from clients: remember only so many
                 self._resolved[name] = alias
         return alias or None
