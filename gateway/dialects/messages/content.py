@@ -144,9 +144,9 @@ def _parts(blocks: list[Any], prefix: str, notes: Untranslatable) -> list[dict[s
     return [p for k, block in enumerate(blocks) for p in _part(block, f"{prefix}[{k}]", notes)]
 
 
-def _part(block: object, at: str, notes: Untranslatable) -> list[dict[str, Any]]:
+def _part(raw: object, at: str, notes: Untranslatable) -> list[dict[str, Any]]:
+    block = obj(raw, at)
     kind = _kind(block, at)
-    assert isinstance(block, dict)
     if kind == "text":
         part: dict[str, Any] = {"type": "text", "text": string(block.get("text"), f"{at}.text")}
     elif kind == "image":
