@@ -9,6 +9,8 @@
   provider that needs them back gets them signed) and `reasoning_content` (their joined text).
 - `system` messages in the conversation (Claude Code sends them mid-conversation) stay where they are.
 - `cache_control` stays on the part it marked; on a `tool_result` it marks the `tool` message.
+- A Gemini thought signature carried in a `tool_use` id (signatures.py) goes back to
+  `extra_content.google.thought_signature`; the id, there and in the `tool_result`, loses it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway.dialects.messages.checks import Untranslatable, array, invalid, missing, obj, string
+from gateway.dialects.messages.signatures import split_tool_use_id
 
 TOOL_ERROR_PREFIX = "Error: "
 _ROLES = ("user", "assistant", "system")
@@ -80,7 +83,7 @@ def _user_turn(blocks: list[Any], where: str, notes: Untranslatable) -> list[dic
 def _tool_message(block: dict[str, Any], at: str, notes: Untranslatable) -> dict[str, Any]:
     if "tool_use_id" not in block:
         raise missing(f"{at}.tool_use_id")
-    call_id = string(block["tool_use_id"], f"{at}.tool_use_id")
+    call_id, _ = split_tool_use_id(string(block["tool_use_id"], f"{at}.tool_use_id"))
     content = block.get("content", "")
     if isinstance(content, str):
         parts: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
@@ -135,9 +138,13 @@ def _tool_call(block: dict[str, Any], at: str) -> dict[str, Any]:
         if field not in block:
             raise missing(f"{at}.{field}")
     arguments = obj(block["input"], f"{at}.input")
-    return {"id": string(block["id"], f"{at}.id"), "type": "function",
-            "function": {"name": string(block["name"], f"{at}.name"),
-                         "arguments": orjson.dumps(arguments).decode()}}
+    call_id, signature = split_tool_use_id(string(block["id"], f"{at}.id"))
+    call: dict[str, Any] = {"id": call_id, "type": "function",
+                            "function": {"name": string(block["name"], f"{at}.name"),
+                                         "arguments": orjson.dumps(arguments).decode()}}
+    if signature is not None:
+        call["extra_content"] = {"google": {"thought_signature": signature}}
+    return call
 
 
 def _parts(blocks: list[Any], prefix: str, notes: Untranslatable) -> list[dict[str, Any]]:

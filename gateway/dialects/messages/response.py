@@ -3,6 +3,7 @@
 - Content, in Anthropic's order: thinking (the `thinking_blocks` as they came, signatures and
   redacted blocks included; or, from a provider without signatures, `reasoning_content` as one
   thinking block with an empty signature), then the text, then one `tool_use` per tool call.
+- A tool call's Gemini thought signature rides in its `tool_use` id (see signatures.py).
 - A tool call's `arguments` that are not a JSON object (cut or malformed by the model) become
   `input: {}`: the client's tool then reports its missing parameters to the model, which retries,
   instead of the whole answer failing.
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from gateway.dialects.messages.signatures import tool_use_id
 from gateway.ids import UniqueIds
 
 MESSAGE_IDS = UniqueIds("msg_gw")
@@ -43,7 +45,7 @@ def encode_response(completion: dict[str, Any], request: dict[str, Any]) -> dict
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
     for call in calls:
         function = as_dict(call.get("function"))
-        content.append({"type": "tool_use", "id": call.get("id") or TOOL_USE_IDS(),
+        content.append({"type": "tool_use", "id": tool_use_id(call, call.get("id") or TOOL_USE_IDS()),
                         "name": function.get("name") or "", "input": tool_input(function.get("arguments"))})
     reason, sequence = stop_reason(choice, request, tool_calls=bool(calls))
     return {"id": MESSAGE_IDS(), "type": "message", "role": "assistant", "model": request.get("model"),

@@ -26,6 +26,7 @@ import orjson
 
 from gateway.dialects.messages.errors import canonical_error_event, error_event, stream_error_event
 from gateway.dialects.messages.response import MESSAGE_IDS, TOOL_USE_IDS, as_dict, messages_usage, stop_reason
+from gateway.dialects.messages.signatures import tool_use_id
 from gateway.errors import GatewayError
 from gateway.providers.sse import SSESplitter, event_data
 
@@ -143,7 +144,7 @@ class StreamEncoder:
         if index not in self._tools:
             self._tools.add(index)
             out += self._close()
-            out += self._open_block(key, {"type": "tool_use", "id": call.get("id") or TOOL_USE_IDS(),
+            out += self._open_block(key, {"type": "tool_use", "id": tool_use_id(call, call.get("id") or TOOL_USE_IDS()),
                                           "name": function.get("name") or "", "input": {}})
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
