@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -140,11 +141,17 @@ def _tool_call(block: dict[str, Any], at: str) -> dict[str, Any]:
     arguments = obj(block["input"], f"{at}.input")
     call_id, signature = split_tool_use_id(string(block["id"], f"{at}.id"))
     call: dict[str, Any] = {"id": call_id, "type": "function",
-                            "function": {"name": string(block["name"], f"{at}.name"),
-                                         "arguments": orjson.dumps(arguments).decode()}}
+                            "function": {"name": string(block["name"], f"{at}.name"), "arguments": _json(arguments)}}
     if signature is not None:
         call["extra_content"] = {"google": {"thought_signature": signature}}
     return call
+
+
+def _json(value: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits, which orjson does not write: the standard library does
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _parts(blocks: list[Any], prefix: str, notes: Untranslatable) -> list[dict[str, Any]]:

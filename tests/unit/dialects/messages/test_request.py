@@ -212,6 +212,12 @@ def test_bad_input_is_a_400_in_anthropics_wording(request_body: Any, param: str,
     fails(request_body, param, message)
 
 
+def test_tool_input_with_an_integer_past_64_bits_keeps_it() -> None:
+    turn = [{"type": "tool_use", "id": "a", "name": "f", "input": {"n": -(2**63) - 1}}]
+    (assistant,) = parse_request(body(messages=[{"role": "assistant", "content": turn}]))["messages"]
+    assert assistant["tool_calls"][0]["function"]["arguments"] == '{"n":-9223372036854775809}'
+
+
 def test_a_body_that_is_not_an_object_is_a_400() -> None:
     with pytest.raises(InvalidRequestError, match="JSON object"):
         parse_request([1, 2])
