@@ -77,7 +77,9 @@ class StreamEncoder:
         return b"".join(out)
 
     def finish(self) -> bytes:
-        return b"" if self._ended else self._end()
+        rest = self._splitter.rest()  # a last event the provider did not end with a blank line
+        out = self.feed(rest + b"\n\n") if rest and not self._ended else b""
+        return out if self._ended else out + self._end()
 
     def fail(self, error: GatewayError) -> bytes:
         return b"" if self._ended else self._error(stream_error_event(error))

@@ -179,6 +179,15 @@ def test_an_unreadable_event_ends_the_stream_with_an_error() -> None:
     assert parsed[-1][1]["error"]["type"] == "api_error"
 
 
+def test_a_last_event_without_its_blank_line_still_counts() -> None:
+    encoder = StreamEncoder(REQUEST)
+    raw = encoder.feed(sse([chunk({"content": "x"})], done=False) + b'data: {"choices": [{"index": 0, "delta": '
+                       b'{"content": "y"}, "finish_reason": "length"}]}') + encoder.finish()
+    parsed = check_grammar(raw)
+    assert [d["delta"]["text"] for n, d in parsed if n == "content_block_delta"] == ["x", "y"]
+    assert parsed[-2][1]["delta"]["stop_reason"] == "max_tokens"
+
+
 def test_an_empty_canonical_stream_is_still_a_whole_message() -> None:
     encoder = StreamEncoder(REQUEST)
     assert [n for n, _ in check_grammar(encoder.feed(b"data: [DONE]\n\n") + encoder.finish())] == [
