@@ -44,6 +44,12 @@ def test_a_recorded_stream_gives_anthropics_usage_and_ends(name: str) -> None:
     assert reader.done and reader.error is None
 
 
+def test_crlf_line_endings_read_the_same() -> None:
+    raw = recorded_body("anthropic/stream_tool_use")
+    reader = read([raw.replace(b"\n", b"\r\n")])
+    assert (reader.usage, reader.done) == (expected_usage(raw), True)
+
+
 def test_a_compacted_stream_counts_every_iteration() -> None:
     """With server-side compaction the final message_delta's top-level counts are the last iteration's;
     the compaction iteration (here 100 input, 55096 cache reads, 83 output) is billed too."""
