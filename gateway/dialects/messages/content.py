@@ -5,8 +5,10 @@
   tool answers right after the assistant turn that called them.
 - `is_error: true` on a tool result has no canonical field: the result's text is prefixed with
   `TOOL_ERROR_PREFIX`, which every model reads as the failure it was.
-- Assistant `thinking`/`redacted_thinking` blocks become `thinking_blocks` (all of them, in order, so a
-  provider that needs them back gets them signed) and `reasoning_content` (their joined text).
+- Assistant `thinking`/`redacted_thinking` blocks become `thinking_blocks` (in order, so a provider
+  that needs them back gets them signed) and `reasoning_content` (their joined text). A thinking block
+  with an empty signature (what the encoders make of a provider's unsigned reasoning) stays text only:
+  a provider that checks signatures would refuse it.
 - `system` messages in the conversation (Claude Code sends them mid-conversation) stay where they are.
 - `cache_control` stays on the part it marked; on a `tool_result` it marks the `tool` message.
 - A Gemini thought signature carried in a `tool_use` id (signatures.py) goes back to
@@ -115,8 +117,9 @@ def _assistant_turn(blocks: list[Any], where: str, notes: Untranslatable) -> dic
             calls.append(_tool_call(block, at))
         elif kind == "thinking":
             text = string(block.get("thinking"), f"{at}.thinking")
-            thinking.append({"type": "thinking", "thinking": text,
-                             "signature": string(block.get("signature"), f"{at}.signature")})
+            signature = string(block.get("signature"), f"{at}.signature")
+            if signature:  # unsigned reasoning (from a provider without signatures) is only text to send back
+                thinking.append({"type": "thinking", "thinking": text, "signature": signature})
             texts.append(text)
         elif kind == "redacted_thinking":
             thinking.append({"type": "redacted_thinking", "data": string(block.get("data"), f"{at}.data")})

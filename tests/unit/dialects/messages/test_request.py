@@ -117,11 +117,12 @@ def test_images_and_documents_become_image_url_file_and_text_parts() -> None:
 
 def test_thinking_blocks_sent_back_become_reasoning_content_and_thinking_blocks() -> None:
     turn = [{"type": "thinking", "thinking": "Let me see.", "signature": "sig1"},
+            {"type": "thinking", "thinking": " Unsigned.", "signature": ""},
             {"type": "redacted_thinking", "data": "opaque"},
             {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"x": 1}}]
     messages = [{"role": "user", "content": "go"}, {"role": "assistant", "content": turn}]
     assistant = parse_request(body(messages=messages))["messages"][1]
-    assert assistant["reasoning_content"] == "Let me see."
+    assert assistant["reasoning_content"] == "Let me see. Unsigned."
     assert assistant["thinking_blocks"] == [{"type": "thinking", "thinking": "Let me see.", "signature": "sig1"},
                                             {"type": "redacted_thinking", "data": "opaque"}]
     assert assistant["content"] is None and assistant["tool_calls"][0]["function"]["arguments"] == '{"x":1}'
