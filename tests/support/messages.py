@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from tests.support.servers import FakeUpstream, Reply
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-RECORDED = DATA / "recorded"
+RECORDED = DATA / "recorded-traffic"
 CLAUDE_CODE = DATA / "clients" / "claude-code"
 EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
 
@@ -95,19 +95,19 @@ def check_grammar(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
 
 def sdk_stream(raw: bytes) -> anthropic.types.Message:
     """The message the official SDK's `messages.stream()` accumulates from `raw`."""
-    with FakeUpstream(lambda _r: Reply(chunks=[raw], content_type="text/event-stream")) as upstream:
-        client = anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0)
-        with client.messages.stream(model="m", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as stream:
-            for _ in stream:
-                pass
-            return stream.get_final_message()
+    with (FakeUpstream(lambda _r: Reply(chunks=[raw], content_type="text/event-stream")) as upstream,
+          anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0) as client,
+          client.messages.stream(model="m", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as stream):
+        for _ in stream:
+            pass
+        return stream.get_final_message()
 
 
 def sdk_create(status: int, body: bytes, headers: dict[str, str] | None = None) -> anthropic.types.Message:
     """`messages.create()` of the official SDK against an answer of `status` and `body`."""
     reply = Reply(status=status, body=body, headers=headers or {})
-    with FakeUpstream(lambda _r: reply) as upstream:
-        client = anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0)
+    with (FakeUpstream(lambda _r: reply) as upstream,
+          anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0) as client):
         return client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
 
 

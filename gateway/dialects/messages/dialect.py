@@ -14,6 +14,7 @@ import orjson
 from gateway.context import NativeCall, RequestContext, Usage
 from gateway.dialects.base import ParsedCall, passthrough_error
 from gateway.dialects.messages.errors import encode_error, stream_error_event
+from gateway.dialects.messages.headers import forwarded_headers
 from gateway.dialects.messages.request import parse_request_lenient
 from gateway.dialects.messages.response import encode_response
 from gateway.dialects.messages.stream import StreamEncoder
@@ -32,8 +33,7 @@ class MessagesDialect:
     def parse(self, body: object, headers: Mapping[str, str]) -> ParsedCall:
         canonical, untranslatable = parse_request_lenient(body)
         assert isinstance(body, dict)  # parse_request_lenient refused anything else
-        forwarded = tuple((name, value) for name, value in headers.items() if name.startswith("anthropic-"))
-        return ParsedCall(canonical, NativeCall(NAME, body, forwarded), untranslatable)
+        return ParsedCall(canonical, NativeCall(NAME, body, forwarded_headers(headers)), untranslatable)
 
     def encode_answer(self, answer: ParsedResponse, ctx: RequestContext) -> bytes:
         if answer.native:

@@ -3,26 +3,20 @@ parse_request and answers with StreamEncoder's output for a canonical stream. Cl
 the tool the encoded stream asks for, send its result (and the signed thinking block) back, and
 finish with the encoded text.
 
-Needs the `claude` binary of the npm package `@anthropic-ai/claude-code` (on PATH or in
-CLAUDE_CODE_BIN); it never leaves loopback: telemetry, updates and error reports are off."""
+Needs the `claude` CLI (tests.support.agent_clis finds it: `.ci/run` installs it); it never leaves
+loopback: telemetry, updates and error reports are off."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway.dialects.messages import StreamEncoder, parse_request
+from tests.support.agent_clis import cli, environment
 from tests.support.messages import sse
 from tests.support.servers import FakeUpstream, Recorded, Reply
-
-CLAUDE = os.environ.get("CLAUDE_CODE_BIN") or shutil.which("claude")
-pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code (npm @anthropic-ai/claude-code) is not installed")
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -36,7 +30,7 @@ USAGE = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "g
 
 
 def test_claude_code_runs_a_tool_through_the_codec(tmp_path: Path) -> None:
-    assert CLAUDE is not None
+    claude = cli("claude")
     notes = tmp_path / "notes.txt"
     notes.write_text("hello from notes\n")
     canonical_requests: list[dict[str, Any]] = []
@@ -62,10 +56,8 @@ def test_claude_code_runs_a_tool_through_the_codec(tmp_path: Path) -> None:
         return Reply(chunks=[encoder.feed(sse([*chunks, USAGE])) + encoder.finish()], content_type="text/event-stream")
 
     with FakeUpstream(answer) as upstream:
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "ANTHROPIC_BASE_URL": upstream.url,
-               "ANTHROPIC_API_KEY": "sk-test", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_ERROR_REPORTING": "1"}
-        done = subprocess.run([CLAUDE, "-p", "What does notes.txt say?", "--output-format", "json"], cwd=tmp_path,
+        env = environment(tmp_path, ANTHROPIC_BASE_URL=upstream.url, ANTHROPIC_API_KEY="sk-test")
+        done = subprocess.run([claude, "-p", "What does notes.txt say?", "--output-format", "json"], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -43,8 +43,8 @@ def test_the_models_page_is_anthropics_list() -> None:
     assert page == {"data": [{**model, "id": "claude-sonnet", "display_name": "claude-sonnet"},
                              {**model, "id": "claude-haiku", "display_name": "claude-haiku"}],
                     "has_more": False, "first_id": "claude-sonnet", "last_id": "claude-haiku"}
-    with FakeUpstream(lambda _r: Reply(json=page)) as upstream:
-        client = anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0)
+    with (FakeUpstream(lambda _r: Reply(json=page)) as upstream,
+          anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0) as client):
         listed = list(client.models.list())
     assert [m.id for m in listed] == ["claude-sonnet", "claude-haiku"]
     for info in page["data"]:

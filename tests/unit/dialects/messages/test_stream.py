@@ -254,8 +254,9 @@ def canonical_stream(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, A
 def sdk() -> Iterator[tuple[list[bytes], anthropic.Anthropic]]:
     """One loopback server for every example: it answers with whatever bytes the test put in the box."""
     box: list[bytes] = [b""]
-    with FakeUpstream(lambda _r: Reply(chunks=[box[0]], content_type="text/event-stream")) as upstream:
-        yield box, anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0)
+    with (FakeUpstream(lambda _r: Reply(chunks=[box[0]], content_type="text/event-stream")) as upstream,
+          anthropic.Anthropic(base_url=upstream.url, api_key="sk-test", max_retries=0) as client):
+        yield box, client
 
 
 @settings(max_examples=60, deadline=None)
