@@ -91,8 +91,22 @@ def gw(fake_anthropic: tuple[FakeUpstream, Anthropic], fake_openai: FakeUpstream
         yield server
 
 
+OPEN: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every SDK client a test opened is closed with it (an open one's sockets would be collected,
+    with a ResourceWarning, in whichever test runs then)."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
 def client(gw: GatewayServer, key: str = KEY) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=60)
+    made = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=60)
+    OPEN.append(made)
+    return made
 
 
 HEADERS = {"anthropic-beta": "interleaved-thinking-2025-05-14,context-management-2025-06-27"}

@@ -3,6 +3,7 @@ through the gateway, translated to an OpenAI-compatible Chat Completions deploym
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -45,11 +46,15 @@ def test_an_agent_with_a_tool_runs_through_the_gateway() -> None:
         """The weather of a city."""
         return f"sunny in {city}"
 
+    async def run(url: str) -> Any:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0) as client:
+            agents.set_tracing_disabled(True)
+            model = agents.OpenAIResponsesModel(model="gpt", openai_client=client)
+            agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather],
+                                 model=model)
+            return await agents.Runner.run(agent, "What is the weather in Paris?")
+
     with FakeUpstream(chat) as upstream, GatewayServer(CONFIG.format(key=KEY, url=upstream.url)) as gw:
-        client = AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=0)
-        agents.set_tracing_disabled(True)
-        model = agents.OpenAIResponsesModel(model="gpt", openai_client=client)
-        agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather], model=model)
-        result = agents.Runner.run_sync(agent, "What is the weather in Paris?")
+        result = asyncio.run(run(gw.url))
     assert result.final_output == "It is sunny in Paris."
     assert any(m.get("role") == "tool" for m in seen[-1]["messages"])
