@@ -41,9 +41,11 @@ def usage_from_body(body: bytes) -> Usage | None:
 
 class UsageReader:
     __slots__ = ("_tail", "done", "error", "response", "usage")
+    _tail: list[bytes]
 
     def __init__(self) -> None:
-        self._tail = b""
+        # The pieces of the unfinished last event (kept apart: joined once, when it ends).
+        self._tail = []
         self.usage: Usage | None = None
         self.done = False
         self.error: dict[str, Any] | None = None
@@ -53,25 +55,30 @@ class UsageReader:
     def feed(self, data: bytes) -> None:
         if self.done:
             return
-        cut = data.rfind(b"\n\n")
-        if cut < 0:
-            self._tail += data
+        tail = self._tail
+        straddles = bool(tail) and tail[-1].endswith(b"\n") and data.startswith(b"\n")
+        if not straddles and b"\n\n" not in data:
+            tail.append(data)
             return
-        if self._tail:
-            # The event that began in an earlier piece ends in this one.
-            first = data.find(b"\n\n")
-            self._scan(self._tail + data[:first])
-            self._scan(data[first + 2:cut])
-        else:
-            self._scan(data[:cut])
-        self._tail = data[cut + 2:]
+        # The unfinished event of the earlier pieces goes first (its blank line may straddle them).
+        buffer = b"".join((*tail, data)) if tail else data
+        cut = buffer.rfind(b"\n\n")
+        self._scan(buffer[:cut])
+        rest = buffer[cut + 2:]
+        self._tail = [rest] if rest else []
 
     def _scan(self, events: bytes) -> None:
-        if not any(marker in events for marker in _MARKERS):
-            return
-        for event in events.split(b"\n\n"):
-            if any(marker in event for marker in _MARKERS):
-                self._event(event)
+        """Parse each event that names a marker, found with `find`: the many other events in the same
+        bytes (the deltas) are neither split apart nor looked at one by one."""
+        for marker in _MARKERS:
+            at = events.find(marker)
+            while at >= 0:
+                start = events.rfind(b"\n\n", 0, at)
+                start = 0 if start < 0 else start + 2
+                end = events.find(b"\n\n", at)
+                end = len(events) if end < 0 else end
+                self._event(events[start:end])
+                at = events.find(marker, end)
 
     def _event(self, event: bytes) -> None:
         for line in event.split(b"\n"):
