@@ -52,6 +52,8 @@ class Hold:
     counters: tuple[str, ...]
     reserved: int
     ttl: int
+    # The reserve timed out: whether it was applied is unknown (settle releases it if it was).
+    uncertain: bool = False
 
 
 class BudgetPlan:

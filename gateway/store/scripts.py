@@ -64,8 +64,12 @@ class ScriptOps:
         """`prefix:{tag}:part:part` — the tag decides the Cluster slot."""
         return ":".join((self.prefix, "{" + tag + "}", *parts))
 
-    def once_marker(self, once: tuple[str, str]) -> str:
-        """The key recording which of one request's writes were applied (see `guarded`)."""
+    def once_marker(self, once: tuple[str, str], slot: str) -> str:
+        """The key recording which of one call's writes were applied (see `guarded`): one per call, or
+        on Cluster one per call and slot (`slot`: the hash tag of the keys the write touches), since a
+        script's keys must share a slot."""
+        if self.cluster:
+            return self.key("once", once[0], tag=slot)
         return self.key(once[0], tag="once")
 
     def queue_script(self, pipe: Any, source: str, numkeys: int, *args: Any) -> None:
