@@ -114,7 +114,7 @@ async def test_a_refused_op_fails_alone(store: Store) -> None:
     """One op the store refuses (a count that is not an integer) is its own error; the rest of the
     batch is applied and answered."""
     ops = [StoreOp("spend_add", ("20261122", 3600, ("key|app",), [("requests", 1)])),
-           StoreOp("spend_add", ("20261122", 3600, ("key|bad",), [("cost", "many")])),  # type: ignore[list-item]
+           StoreOp("spend_add", ("20261122", 3600, ("key|bad",), [("cost", "many")])),
            StoreOp("usage_append", ({"ts": "1700000000000", "request_id": "r1"}, 1000))]
     results = await store.run_batch(ops)
     assert isinstance(results[1], Exception) and not isinstance(results[0], Exception)
