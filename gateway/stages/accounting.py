@@ -62,7 +62,7 @@ class AccountingStage:
         self.maxlen = usage_log_maxlen
         self.reserve_completion_tokens = reserve_completion_tokens
         self.clock = clock
-        self._dims: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
+        self._dims: dict[tuple[str, str, str, str, str], tuple[str, ...]] = {}
         # The deployments already logged as unpriced.
         self._unpriced_logged: set[tuple[str, str]] = set()
 
@@ -190,11 +190,11 @@ class AccountingStage:
             status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, cost_micro_usd=cost,
             saved_micro_usd=saved, estimated=usage.estimated, cache_hit=ctx.cache_hit and not hedge,
-            latency_ms=latency_ms, hedge=hedge)
+            latency_ms=latency_ms, hedge=hedge, key_id=principal.key_id)
 
     def _writes(self, call: str, day: str, record: UsageRecord, n: int) -> list[StoreOp]:
         """The spend and usage-log writes of one record, the `n`th of the call (hedges add some)."""
-        names = (record.key, record.team, record.alias, record.deployment)
+        names = (record.key_id, record.key, record.team, record.alias, record.deployment)
         dims = self._dims.get(names)
         if dims is None:
             if len(self._dims) > 10_000:  # names come from the config, but stay bounded regardless
@@ -306,9 +306,11 @@ def spend_metrics(record: UsageRecord) -> list[tuple[str, int]]:
     return metrics
 
 
-def spend_dims(key: str, team: str, alias: str, deployment: str) -> tuple[str, ...]:
-    """The spend-hash dimensions of a call: `key|<name>`, `team|<name>`, `alias|…`, `deployment|…`."""
-    dims = [f"key|{key}"]
+def spend_dims(key_id: str, key: str, team: str, alias: str, deployment: str) -> tuple[str, ...]:
+    """The spend-hash dimensions of a call: `key|<key id>|<name>` (the anonymous caller: `key|<name>`),
+    `team|<name>`, `alias|…`, `deployment|…`. A key's row is its identity: two keys of one name never
+    share it; the name rides along for reports."""
+    dims = [f"key|{key_id}|{key}" if key_id else f"key|{key}"]
     if team:
         dims.append(f"team|{team}")
     dims.append(f"alias|{alias}")

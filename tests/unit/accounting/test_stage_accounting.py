@@ -4,6 +4,7 @@ retry queue (nothing lost silently)."""
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -26,7 +27,7 @@ from gateway.tokenize import TokenCounter
 
 NOW = calendar.timegm((2026, 11, 22, 12, 0, 0))
 PRICE = UnitPrice.from_price(Price(input=2.5, output=10, cached_input=1.25))
-APP = Principal(name="app", team="search", key_hash="h1")
+APP = Principal(name="app", team="search", key_hash=hashlib.sha256(b"k1").hexdigest())
 AUTH = AuthConfig.model_validate({"keys": [
     {"name": "app", "team": "search", "key": "k1", "budget": {"usd": 0.001, "period": "day"}}],
     "teams": {"search": {"budget": {"usd": 1, "period": "month"}}}})
@@ -76,7 +77,7 @@ def test_settle_writes_spend_and_the_log_and_sets_the_header() -> None:
     assert reply.headers["x-gateway-cost-usd"] == "0.000053"
     day, _ttl, dims, metrics = ops[0].args
     assert day == "20261122"
-    assert dims == ("key|app", "team|search", "alias|gpt", "deployment|up/gpt")
+    assert dims == (f"key|{APP.key_id}|app", "team|search", "alias|gpt", "deployment|up/gpt")
     assert metrics == [("requests", 1), ("cost", 53), ("prompt_tokens", 9), ("completion_tokens", 3)]
     record = ops[1].args[0]
     assert record["cost_micro_usd"] == "53" and record["key"] == "app" and record["estimated"] == "0"
@@ -250,7 +251,8 @@ def test_spend_skips_zero_metrics_and_empty_dimensions() -> None:
                          cache_write_tokens=0, cost_micro_usd=0, saved_micro_usd=0, estimated=False,
                          cache_hit=False, latency_ms=1)
     assert spend_metrics(record) == [("requests", 1)]
-    assert spend_dims("solo", "", "a", "") == ("key|solo", "alias|a")
+    assert spend_dims("5e1f", "solo", "", "a", "") == ("key|5e1f|solo", "alias|a")
+    assert spend_dims("", "anonymous", "", "a", "") == ("key|anonymous", "alias|a")
 
 
 async def test_a_cancelled_hedge_is_charged_for_its_prompt() -> None:
