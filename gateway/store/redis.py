@@ -37,7 +37,7 @@ from gateway.store.sessions import RedisSessionOps
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, lean_client
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
-DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
+DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust", "budget_release"})
 
 
 # The operations live in one mixin per feature (see their modules).
