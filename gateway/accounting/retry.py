@@ -73,9 +73,9 @@ class RetryQueue:
         return out
 
     async def send(self, store: Store) -> bool:
-        """One batch of the oldest queued calls to the store. True when the store answered (writes it
-        refused are queued again or dropped, as `push` decides); False when it did not, and the batch
-        is back at the head of the queue."""
+        """One batch of the oldest queued calls to the store. True when it took them (writes it refused
+        for good are dropped, see `push`); False when it did not answer (the batch is back at the head
+        of the queue) or refused some writes for now (those are queued again): try later."""
         groups = self.take(RETRY_PER_BATCH)
         if not groups:
             return True
@@ -100,7 +100,7 @@ class RetryQueue:
                 errors.setdefault(call, result)
         for call, failed in refused.items():
             self.push([tuple(failed)], errors[call])
-        return True
+        return all(refused_for_good(error) for error in errors.values())
 
     async def _drain(self) -> None:
         store = self.store

@@ -7,6 +7,7 @@ import calendar
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -275,3 +276,15 @@ async def test_a_cancelled_hedge_is_charged_for_its_prompt() -> None:
     await store.run_batch(ops)
     # the budget counts what the hedge cost (the answering deployment has no price: nothing more)
     assert await store.budget_read("team:search", ("key:app:20261122",)) == [int(hedge["cost_micro_usd"])]
+
+
+async def test_the_retry_queue_waits_for_writes_the_store_refuses_for_now() -> None:
+    class ReadOnly(MemoryStore):
+        async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+            return [Exception("READONLY You can't write against a read only replica.") for _ in ops]
+
+    stage = make_stage()
+    ops = stage.settle(called(make_ctx(), Usage(prompt_tokens=5, completion_tokens=1)), None, None)
+    stage.settle_failed(make_ctx(), ops, StoreUnavailableError("down"))
+    assert not await stage.retry.send(ReadOnly())  # answered, but took nothing: try again later
+    assert len(stage.retry) == 1 and len(stage.retry.take(1)[0]) == len(ops)
