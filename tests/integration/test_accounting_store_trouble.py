@@ -20,9 +20,9 @@ import pytest
 import redis
 
 from gateway.store.accounting import decode_record, usage_stream_key
-from tests.support.openai_fake import chat_completion, last_user_text
+from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text
 from tests.support.redis_topologies import MISSING, Servers, cli
-from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, metrics_show
+from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, metrics_show, sse_lines
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 MASTER = "sk-master-0123456789abcdef"
@@ -53,9 +53,15 @@ BROKEN_USAGE: dict[str, Any] = {"huge": 10**30, "negative": -7, "string": "12"}
 def handler(request: Recorded) -> Reply:
     body = request.json
     text = last_user_text(body)
-    answer = chat_completion("echo: " + text, body["model"], prompt_tokens=9)
     kind = text.split()[0]
-    if body["model"] == "gpt-up" and kind in BROKEN_USAGE:
+    broken = body["model"] == "gpt-up" and kind in BROKEN_USAGE
+    if body.get("stream"):
+        events = chat_chunks("echo: " + text, body["model"], include_usage=True, prompt_tokens=9)
+        if broken:
+            events[-1]["usage"]["prompt_tokens"] = BROKEN_USAGE[kind]
+        return Reply(chunks=sse_lines(events), chunk_delay=0.02)  # the answer goes out before its usage
+    answer = chat_completion("echo: " + text, body["model"], prompt_tokens=9)
+    if broken:
         answer["usage"]["prompt_tokens"] = BROKEN_USAGE[kind]
     return Reply(json=answer)
 
@@ -144,10 +150,18 @@ def test_out_of_range_usage_fails_the_attempt_and_leaves_accounting_exact(
         broken = [r for r in upstream.requests if r.json["model"] == "gpt-up" and last_user_text(r.json).split()[0]
                   in BROKEN_USAGE]
         assert len(broken) == 24 and sum(r.json["model"] == "backup-up" for r in upstream.requests) == 24
-        assert_accounting_exact(gw, [a for a in answered if a is not None])
+        # In a stream the usage comes last, after the answer went out: the stream ends with an error
+        # event, and the call is billed on an estimate.
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt", messages=[{"role": "user", "content": "huge streamed call"}], stream=True,
+            stream_options={"include_usage": True})
+        with pytest.raises(openai.APIError, match="invalid usage count"):
+            list(raw.parse())
+        assert_accounting_exact(gw, [*(a for a in answered if a is not None), raw.headers["x-request-id"]])
         records = admin(gw, "/admin/usage?since=0&limit=10000")["records"]
         assert {r["deployment"] for r in records} == {"up/gpt-up", "backup"}
-        assert max(r["prompt_tokens"] for r in records) == 9
+        assert max(r["prompt_tokens"] for r in records) < 100
+        assert [r["estimated"] for r in records if r["status"] != 200] == [True]
 
 
 def test_redis_stalls_longer_than_the_store_timeout_do_not_multiply_accounting(
