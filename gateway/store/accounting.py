@@ -145,8 +145,8 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             self.queue_script(pipe, _SPEND, 1, spend_key(self.prefix, day), *args)
         else:
-            self.queue_script(pipe, guarded(_SPEND), 2, spend_key(self.prefix, day),
-                              self.once_marker(once, f"spend:{day}"), *args, once[1])
+            self.queue_script(pipe, _SPEND_ONCE, 2, spend_key(self.prefix, day),
+                              self.once_marker(once[0], "spend:", day), *args, once[1])
 
     def queue_budget_adjust(self, pipe: Any, tag: str, counters: Sequence[str], delta: int, ttl: int,
                             once: tuple[str, str] | None = None) -> None:
@@ -154,14 +154,14 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             self.queue_script(pipe, _ADJUST, len(keys), *keys, delta, ttl)
         else:
-            self.queue_script(pipe, guarded(_ADJUST), len(keys) + 1, *keys, self.once_marker(once, f"budget:{tag}"),
+            self.queue_script(pipe, _ADJUST_ONCE, len(keys) + 1, *keys, self.once_marker(once[0], "budget:", tag),
                               delta, ttl, once[1])
 
     def queue_budget_release(self, pipe: Any, tag: str, counters: Sequence[str], call: str,
                              once: tuple[str, str] | None = None) -> None:
         # Idempotent by itself (its tombstone): `once` is not needed.
         keys = [budget_key(self.prefix, tag, c) for c in counters]
-        self.queue_script(pipe, _RELEASE, len(keys) + 1, *keys, self.once_marker((call, ""), f"budget:{tag}"),
+        self.queue_script(pipe, _RELEASE, len(keys) + 1, *keys, self.once_marker(call, "budget:", tag),
                           RESERVATION_FIELD)
 
     def queue_usage_append(self, pipe: Any, fields: dict[str, str], maxlen: int,
@@ -172,8 +172,8 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             pipe.xadd(usage_stream_key(self.prefix), {RECORD_FIELD: record}, maxlen=maxlen, approximate=True)
         else:
-            self.queue_script(pipe, guarded(_APPEND), 2, usage_stream_key(self.prefix),
-                              self.once_marker(once, "usage"), maxlen, record, once[1])
+            self.queue_script(pipe, _APPEND_ONCE, 2, usage_stream_key(self.prefix),
+                              self.once_marker(once[0], "usage"), maxlen, record, once[1])
 
     # direct ops --------------------------------------------------------------------------------
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
@@ -181,7 +181,7 @@ class RedisAccountingOps(ScriptOps):
         keys = [budget_key(self.prefix, tag, c) for c in counters]
         if not call:
             return int(await self._acct_call(lambda: self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
-        keys.append(self.once_marker((call, ""), f"budget:{tag}"))
+        keys.append(self.once_marker(call, "budget:", tag))
         return int(await self._acct_call(
             lambda: self.run_script(_RESERVE_NOTED, keys, [amount, ttl, *limits, RESERVATION_FIELD])))
 
@@ -217,6 +217,8 @@ RECORD_FIELD = "r"
 _APPEND = f"""
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{RECORD_FIELD}', ARGV[2])
 """
+# The apply-once forms every settle sends (looked up once, not per write).
+_SPEND_ONCE, _ADJUST_ONCE, _APPEND_ONCE = guarded(_SPEND), guarded(_ADJUST), guarded(_APPEND)
 
 
 def decode_record(fields: dict[Any, Any]) -> dict[str, str]:
