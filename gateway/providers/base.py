@@ -124,10 +124,10 @@ def token_count(raw: Mapping[str, Any], name: str) -> int:
     or null is 0; anything but an integer in [0, MAX_TOKEN_COUNT) fails the attempt as a bad upstream
     answer (the router may fall back), never reaching the cost, the spend counters or the usage log."""
     value = raw.get(name)
+    if type(value) is int and 0 <= value < MAX_TOKEN_COUNT:  # (not isinstance: True is an int too)
+        return value
     if value is None:
         return 0
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TOKEN_COUNT:
-        return value
     shown = repr(value) if isinstance(value, (int, float)) and len(repr(value)) <= 40 else type(value).__name__
     raise UpstreamProtocolError(f"The provider reported an invalid usage count {name}={shown} "
                                 f"(expected an integer from 0 to {MAX_TOKEN_COUNT - 1}).")

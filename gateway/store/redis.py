@@ -97,8 +97,10 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         except (RedisError, OSError, TimeoutError) as exc:
             await self._follow_master()
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
-        if any(isinstance(r, Exception) for r in results):  # each fails alone; a READONLY may mean a failover
-            await self._follow_master()
+        for result in results:  # each fails alone; a READONLY may mean a failover
+            if isinstance(result, Exception):
+                await self._follow_master()
+                break
         if acked is not None and acked < self.replica_acks:
             await self._follow_master()
             raise StoreUnavailableError(f"The shared store's replicas confirmed {acked} of "
