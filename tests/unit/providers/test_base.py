@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.dialects.messages.usage import usage_from_body as messages_usage
+from gateway.dialects.responses.usage import usage_of as responses_usage
 from gateway.errors import UpstreamProtocolError
 from gateway.providers.anthropic import usage_of
 from gateway.providers.base import MAX_TOKEN_COUNT, token_count
@@ -44,3 +46,18 @@ def test_anything_else_is_a_bad_upstream_answer(value: Any) -> None:
 def test_every_adapter_refuses_a_broken_count(parse: Any, raw: dict[str, Any]) -> None:
     with pytest.raises(UpstreamProtocolError):
         parse(raw)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"type": "message", "usage": {"input_tokens": 1000000000000000000000000000000, "output_tokens": 1}}',
+    b'{"type": "message", "usage": {"input_tokens": 3, "output_tokens": -1}}',
+])
+def test_a_passed_through_messages_answer_with_a_broken_count_is_refused(body: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError):
+        messages_usage(body)
+
+
+def test_a_passed_through_responses_answer_with_a_broken_count_is_refused() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        responses_usage({"input_tokens": "12", "output_tokens": 1})
+    assert responses_usage({"input_tokens": 12, "output_tokens": 1, "input_tokens_details": None}) is not None
