@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from gateway.accounting.prices import PriceError, load_prices
+from gateway.accounting.retry import RetryQueue
 from gateway.auth import Authenticator, FailureThrottle
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.conversations import Conversations
@@ -47,7 +48,7 @@ from gateway.routing.stats import RoutingStats, RoutingStore
 from gateway.routing.table import RouteTable
 from gateway.runtime import Runtime, Services
 from gateway.schemas import Operation
-from gateway.stages.accounting import RetryQueue, build_stage
+from gateway.stages.accounting import build_stage
 from gateway.stages.cache import CacheStage, CacheStore
 from gateway.stages.conversations import ConversationStage
 from gateway.stages.shutdown import drain
@@ -76,8 +77,9 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
     retry = services.extra.get("accounting.retry")
     if not isinstance(retry, RetryQueue):
-        retry = services.extra["accounting.retry"] = RetryQueue(config.accounting.retry_queue, services.metrics)
-    retry.bound = config.accounting.retry_queue
+        retry = services.extra["accounting.retry"] = RetryQueue(config.accounting.retry_queue, services.metrics,
+                                                                services.store)
+    retry.bound, retry.interval = config.accounting.retry_queue, config.accounting.retry_interval
     try:
         prices = load_prices(config.accounting.prices_file)
     except PriceError as exc:

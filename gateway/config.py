@@ -223,6 +223,8 @@ class AccountingConfig(Strict):
     usage_log_maxlen: Annotated[int, Field(ge=1)] = 1_000_000
     # Settle writes kept for a retry when the store failed; past this the oldest are logged as lost.
     retry_queue: Annotated[int, Field(ge=0)] = 10_000
+    # Seconds between attempts to send the retry queue to the store while it holds writes.
+    retry_interval: Annotated[Duration, Field(gt=0)] = 1.0
     # Completion tokens assumed for a budget reservation when the request sets no max_tokens.
     reserve_completion_tokens: Annotated[int, Field(ge=0)] = 256
 # --- end accounting ---

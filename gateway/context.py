@@ -25,6 +25,13 @@ class Principal:
     def may_use(self, alias: str) -> bool:
         return self.models is None or alias in self.models
 
+    @property
+    def key_id(self) -> str:
+        """The key's identity for everything filed per key (cache scope, spend rows, usage records): a
+        prefix of its SHA-256, stable while the key is, and never its display name, which two keys may
+        share. Empty for the anonymous caller."""
+        return self.key_hash[:16] if self.key_hash else ""
+
 
 ANONYMOUS = Principal(name="anonymous")
 

@@ -102,6 +102,12 @@ class MethodNotAllowedError(GatewayError):
     default_code = "method_not_allowed"
 
 
+class ConflictError(GatewayError):
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(GatewayError):
     status = 413
     error_type = "invalid_request_error"

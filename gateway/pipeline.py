@@ -79,7 +79,8 @@ class Stage(Protocol):
         ...
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
-        """The batch could not be written: keep or log what would be lost. Must not raise."""
+        """`ops`, this stage's writes, were not applied: the whole batch failed (the store did not
+        answer), or the store refused these ops alone. Keep or log what would be lost. Must not raise."""
         ...
 
     def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:

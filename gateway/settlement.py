@@ -28,7 +28,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
@@ -124,13 +124,31 @@ class Settler:
                      ops: list[StoreOp]) -> None:
         began = time.perf_counter()  # --- observability ---
         try:
-            await self.store.run_batch(ops)
+            results = await self.store.run_batch(ops)
             self.metrics.child(self.metrics.store_seconds, "settle").observe(time.perf_counter() - began)
         except Exception as exc:
             self.metrics.child(self.metrics.store_errors, "settle").inc()
             for stage, stage_ops in batches:
                 if stage_ops:
                     stage.settle_failed(ctx, stage_ops, exc)
+            return
+        for result in results:  # (a loop, not any() over a generator: this runs on every settle)
+            if isinstance(result, Exception):
+                self._refused(ctx, batches, results)
+                break
+
+    def _refused(self, ctx: RequestContext, batches: list[tuple[SettlingStage, Sequence[StoreOp]]],
+                 results: list[Any]) -> None:
+        """Some ops of an applied batch were refused: each stage hears of its own refused ops only."""
+        self.metrics.child(self.metrics.store_errors, "settle").inc()
+        at = 0
+        for stage, stage_ops in batches:
+            mine = results[at:at + len(stage_ops)]
+            at += len(stage_ops)
+            refused = [op for op, result in zip(stage_ops, mine, strict=True) if isinstance(result, Exception)]
+            if refused:
+                error = next(r for r in mine if isinstance(r, Exception))
+                stage.settle_failed(ctx, refused, error)
 
     async def wait_writes(self) -> None:
         """Wait for settle writes still in flight (streams that ended as the server stopped)."""

@@ -52,6 +52,8 @@ class Hold:
     counters: tuple[str, ...]
     reserved: int
     ttl: int
+    # The reserve timed out: whether it was applied is unknown (settle releases it if it was).
+    uncertain: bool = False
 
 
 class BudgetPlan:
@@ -60,6 +62,7 @@ class BudgetPlan:
         for team, spec in auth.teams.items():
             if spec.budget is not None:
                 self._team[team] = _rule("team", team, spec.budget)
+        # By the key's digest, not its name: a runtime key given a config key's name is another key.
         self._by_key: dict[str, tuple[Rule, ...]] = {}
         for key in auth.keys:
             rules = []
@@ -68,21 +71,23 @@ class BudgetPlan:
             if key.team is not None and key.team in self._team:
                 rules.append(self._team[key.team])
             if rules:
-                self._by_key[key.name] = tuple(rules)
+                self._by_key[key.digest()] = tuple(rules)
         self._periods: Periods | None = None
 
-    @property
-    def empty(self) -> bool:
-        return not self._by_key
-
     def rules_for(self, principal: Principal) -> tuple[Rule, ...]:
+        """A config key's own budget and its team's; a runtime key (the admin API gives it no budget of
+        its own) answers to its team's."""
         if principal.key_hash is None:
             return ()
-        return self._by_key.get(principal.name, ())
+        rules = self._by_key.get(principal.key_hash)
+        if rules is not None:
+            return rules
+        team = self._team.get(principal.team) if principal.team is not None else None
+        return (team,) if team is not None else ()
 
     def rules(self) -> list[Rule]:
         seen: dict[tuple[str, str], Rule] = {}
-        for rules in self._by_key.values():
+        for rules in (*self._by_key.values(), tuple(self._team.values())):
             for rule in rules:
                 seen[(rule.scope, rule.name)] = rule
         return list(seen.values())

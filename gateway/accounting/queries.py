@@ -53,17 +53,30 @@ def days_between(start: dt.date, end: dt.date) -> list[str]:
 
 
 def fold(days: Mapping[str, Mapping[str, int]], by: str, name: str | None) -> dict[str, dict[str, Any]]:
-    """Day hashes (`dim|name|metric` → int) → {name: {metric: total, ..., "days": {day: {...}}}}."""
+    """Day hashes (`dim|name|metric` → int) → {name: {metric: total, ..., "days": {day: {...}}}}.
+
+    Keys are filed by identity (`key|<key id>|<name>|metric`): by key, the answer is keyed by the key id
+    and each entry says its `name`, so two keys given the same name stay apart. `name` selects by
+    either. (Rows written before keys had ids are keyed by their name.)"""
     if by not in DIMENSIONS:
         raise QueryError(f"'by' must be one of {', '.join(DIMENSIONS)}")
     out: dict[str, dict[str, Any]] = {}
     for day, fields in sorted(days.items()):
         for field, value in fields.items():
             dim, _, rest = field.partition("|")
-            who, _, metric = rest.rpartition("|")
-            if dim != by or (name is not None and who != name):
+            if dim != by:
                 continue
-            entry = out.setdefault(who, {"days": {}})
+            who, _, metric = rest.rpartition("|")
+            label = shown = who
+            if by == "key":
+                key_id, filed, key_name = who.partition("|")
+                if filed:
+                    label, shown = key_id, key_name
+            if name is not None and name != label and name != shown:
+                continue
+            entry = out.setdefault(label, {"days": {}})
+            if by == "key":
+                entry["name"] = shown
             entry[metric] = entry.get(metric, 0) + value
             entry["days"].setdefault(day, {})[metric] = value
     for entry in out.values():

@@ -13,7 +13,7 @@ UNKNOWN = "unknown"
 
 FIELDS = ("ts", "request_id", "key", "team", "alias", "deployment", "provider", "stream", "status",
           "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_micro_usd",
-          "saved_micro_usd", "estimated", "cache_hit", "latency_ms", "hedge")
+          "saved_micro_usd", "estimated", "cache_hit", "latency_ms", "hedge", "key_id")
 
 _INTS = frozenset(("ts", "status", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
                    "saved_micro_usd", "latency_ms"))
@@ -41,6 +41,8 @@ class UsageRecord(NamedTuple):  # built on every call's settle: a tuple is quick
     latency_ms: int
     # A hedged attempt that lost (cancelled, status 499): billed for the prompt it read, estimated.
     hedge: bool = False
+    # The key's identity (Principal.key_id): `key` is only its name, which two keys may share.
+    key_id: str = ""
 
     def fields(self) -> dict[str, str]:
         """Flat string fields, as stored in the Redis Stream."""
@@ -53,7 +55,7 @@ class UsageRecord(NamedTuple):  # built on every call's settle: a tuple is quick
             "cost_micro_usd": UNKNOWN if self.cost_micro_usd is None else str(self.cost_micro_usd),
             "saved_micro_usd": str(self.saved_micro_usd), "estimated": "1" if self.estimated else "0",
             "cache_hit": "1" if self.cache_hit else "0", "latency_ms": str(self.latency_ms),
-            "hedge": "1" if self.hedge else "0",
+            "hedge": "1" if self.hedge else "0", "key_id": self.key_id,
         }
 
 

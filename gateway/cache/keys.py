@@ -50,17 +50,19 @@ def short_id(text: str) -> str:
 
 
 def scope_id(scope: Scope, principal: Principal) -> str:
-    """Whose entries these are. Team scope falls back to the key for a key without a team, so
-    team-less keys never share entries."""
+    """Whose entries these are. Key scope is the key's identity (its hash), never its name, which two
+    keys may share. Team scope falls back to the key for a key without a team, so team-less keys never
+    share entries."""
     if scope == "global":
         return "g"
     if scope == "team" and principal.team is not None:
         return team_scope_id(principal.team)
-    return key_scope_id(principal.name)
+    return key_scope_id(principal.key_hash or principal.name)
 
 
-def key_scope_id(key_name: str) -> str:
-    return "k" + short_id(key_name)
+def key_scope_id(identity: str) -> str:
+    """`identity`: the key's SHA-256 (hex), or the anonymous caller's name."""
+    return "k" + short_id(identity)
 
 
 def team_scope_id(team: str) -> str:

@@ -114,13 +114,32 @@ def load_json_object(body: bytes, provider: str = "The provider") -> dict[str, A
     return data
 
 
+# More tokens than any model reads or writes in one call: a count past it is a broken answer, and
+# accepting it would turn one bad reply into a bill (and counters) no store can hold.
+MAX_TOKEN_COUNT = 10**9
+
+
+def token_count(raw: Mapping[str, Any], name: str) -> int:
+    """One token count of a provider's usage object: every adapter's usage enters through here. Absent
+    or null is 0; anything but an integer in [0, MAX_TOKEN_COUNT) fails the attempt as a bad upstream
+    answer (the router may fall back), never reaching the cost, the spend counters or the usage log."""
+    value = raw.get(name)
+    if type(value) is int and 0 <= value < MAX_TOKEN_COUNT:  # (not isinstance: True is an int too)
+        return value
+    if value is None:
+        return 0
+    shown = repr(value) if isinstance(value, (int, float)) and len(repr(value)) <= 40 else type(value).__name__
+    raise UpstreamProtocolError(f"The provider reported an invalid usage count {name}={shown} "
+                                f"(expected an integer from 0 to {MAX_TOKEN_COUNT - 1}).")
+
+
 def usage_with_cache(raw: object, *, uncached: str, output: str, cache_read: str, cache_write: str) -> Usage | None:
     """Usage from providers whose input count leaves out prompt-cache reads and writes (Anthropic,
     Bedrock, each with its own field names). OpenAI's prompt_tokens include every prompt token, so
     the three are summed."""
     if not isinstance(raw, dict):
         return None
-    read = int(raw.get(cache_read) or 0)
-    write = int(raw.get(cache_write) or 0)
-    return Usage(prompt_tokens=int(raw.get(uncached) or 0) + read + write,
-                 completion_tokens=int(raw.get(output) or 0), cached_tokens=read, cache_write_tokens=write)
+    read = token_count(raw, cache_read)
+    write = token_count(raw, cache_write)
+    return Usage(prompt_tokens=token_count(raw, uncached) + read + write,
+                 completion_tokens=token_count(raw, output), cached_tokens=read, cache_write_tokens=write)

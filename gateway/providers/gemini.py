@@ -41,7 +41,7 @@ from gateway.errors import (
     UpstreamError,
     parse_retry_after,
 )
-from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
+from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object, token_count
 from gateway.providers.gemini_request import (
     chat_body,
     embedding_inputs,
@@ -209,11 +209,12 @@ def _finish(reason: object, has_calls: bool) -> str:
 def usage_from(raw: object) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    thoughts = token_count(raw, "thoughtsTokenCount")
     return Usage(
-        prompt_tokens=int(raw.get("promptTokenCount") or 0) + int(raw.get("toolUsePromptTokenCount") or 0),
-        completion_tokens=int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0),
-        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
-        reasoning_tokens=int(raw.get("thoughtsTokenCount") or 0),
+        prompt_tokens=token_count(raw, "promptTokenCount") + token_count(raw, "toolUsePromptTokenCount"),
+        completion_tokens=token_count(raw, "candidatesTokenCount") + thoughts,
+        cached_tokens=token_count(raw, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
     )
 
 
@@ -235,7 +236,7 @@ def embeddings_response(data: dict[str, Any], request: Mapping[str, Any] | None
     usage: Usage | None = None
     if "predictions" in data:  # Vertex AI `predict`
         vectors = [(p.get("embeddings") or {}) for p in data.get("predictions") or ()]
-        tokens = sum(int((v.get("statistics") or {}).get("token_count") or 0) for v in vectors)
+        tokens = sum(token_count(v.get("statistics") or {}, "token_count") for v in vectors)
         values = [v.get("values") or [] for v in vectors]
         usage = Usage(prompt_tokens=tokens)
     else:

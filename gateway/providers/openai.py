@@ -21,7 +21,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     parse_retry_after,
 )
-from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object
+from gateway.providers.base import Capabilities, ParsedResponse, UpstreamRequest, load_json_object, token_count
 from gateway.providers.sse import DONE, event_data, sse
 from gateway.schemas import Operation
 
@@ -226,17 +226,16 @@ def usage_from(raw: object) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if cached is None:
-        # DeepSeek reports its prompt-cache reads in its own field.
-        cached = raw.get("prompt_cache_hit_tokens")
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        cached = token_count(details, "cached_tokens")
+    else:  # DeepSeek reports its prompt-cache reads in its own field.
+        cached = token_count(raw, "prompt_cache_hit_tokens")
     completion = raw.get("completion_tokens_details")
-    reasoning = completion.get("reasoning_tokens") if isinstance(completion, dict) else None
     return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(cached or 0),
-        reasoning_tokens=int(reasoning or 0),
+        prompt_tokens=token_count(raw, "prompt_tokens"),
+        completion_tokens=token_count(raw, "completion_tokens"),
+        cached_tokens=cached,
+        reasoning_tokens=token_count(completion, "reasoning_tokens") if isinstance(completion, dict) else 0,
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config import Limits
 from gateway.context import Principal
-from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.tasks import Background
@@ -34,6 +34,14 @@ class KeyStore(Protocol):
     async def keys_load(self) -> tuple[int, dict[str, bytes]]: ...
     async def key_load(self, key_id: str) -> bytes | None: ...
     async def key_save(self, key_id: str, record: bytes) -> int: ...
+
+    async def key_name_claim(self, name: str, key_id: str) -> str:
+        """Claim `name` for `key_id` unless another key holds it; the id of the key holding it now."""
+        ...
+
+    async def key_name_release(self, name: str, key_id: str) -> None:
+        """Give up `name`, if `key_id` holds it."""
+        ...
 
 
 class KeySpec(BaseModel):
@@ -65,8 +73,9 @@ class KeyRecord(BaseModel):
     revoked: int | None = None
 
     def public(self) -> dict[str, Any]:
-        """The admin API's view: everything but the digest."""
-        return self.model_dump(exclude={"key_sha256"}, mode="json")
+        """The admin API's view: everything but the digest, with `key_id`, the identity spend and usage
+        records file this key under (Principal.key_id)."""
+        return {**self.model_dump(exclude={"key_sha256"}, mode="json"), "key_id": self.principal().key_id}
 
     def principal(self) -> Principal:
         return Principal(name=self.name, team=self.team, key_hash=self.key_sha256,
@@ -148,7 +157,12 @@ class KeyRegistry:
         digest = hashlib.sha256(plain.encode()).hexdigest()
         record = KeyRecord(id="key_" + secrets.token_hex(8), key_sha256=digest, hint=f"{plain[:8]}...{plain[-4:]}",
                            created=int(time.time()), **spec)
-        await self.store.key_save(record.id, record.model_dump_json().encode())
+        await self._claim(record.name, record.id)
+        try:
+            await self.store.key_save(record.id, record.model_dump_json().encode())
+        except Exception:  # not created: its name stays free
+            await self.store.key_name_release(record.name, record.id)
+            raise
         self._by_digest[digest] = record.principal()  # usable on this replica at once
         return record, plain
 
@@ -167,7 +181,16 @@ class KeyRegistry:
         if record.revoked is not None:
             raise InvalidRequestError(f"The key '{key_id}' is revoked.", code="key_revoked")
         updated = KeyRecord.model_validate({**record.model_dump(), **changes})
-        await self.store.key_save(key_id, updated.model_dump_json().encode())
+        if updated.name == record.name:
+            await self.store.key_save(key_id, updated.model_dump_json().encode())
+        else:
+            await self._claim(updated.name, key_id)
+            try:
+                await self.store.key_save(key_id, updated.model_dump_json().encode())
+            except Exception:  # not renamed: the new name stays free
+                await self.store.key_name_release(updated.name, key_id)
+                raise
+            await self.store.key_name_release(record.name, key_id)
         self._by_digest[updated.key_sha256] = updated.principal()
         return updated
 
@@ -176,5 +199,24 @@ class KeyRegistry:
         if record.revoked is None:
             record = record.model_copy(update={"revoked": int(time.time())})
             await self.store.key_save(key_id, record.model_dump_json().encode())
+            await self.store.key_name_release(record.name, key_id)  # a revoked key's name may be given again
         self._by_digest.pop(record.key_sha256, None)
         return record
+
+    async def _claim(self, name: str, key_id: str) -> None:
+        """Refuse a name another live key has: spend reports and the admin API show keys by name, and two
+        tenants must never read as one. The store's claim settles two replicas creating the same name at
+        once; the scan catches keys saved before names were claimed."""
+        _, records = await self.store.keys_load()
+        for raw in records.values():
+            other = KeyRecord.model_validate_json(raw)
+            if other.name == name and other.id != key_id and other.revoked is None:
+                raise _taken(name, other.id)
+        owner = await self.store.key_name_claim(name, key_id)
+        if owner != key_id:
+            raise _taken(name, owner)
+
+
+def _taken(name: str, owner: str) -> ConflictError:
+    return ConflictError(f"A key named '{name}' already exists ({owner}). Key names must be unique: choose "
+                         "another name, or revoke that key first.", code="duplicate_key_name", param="name")

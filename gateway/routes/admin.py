@@ -12,7 +12,13 @@ import orjson
 from gateway.accounting import queries
 from gateway.accounting.records import typed
 from gateway.cache.keys import GLOBAL_SCOPE_ID, key_scope_id, purge_pattern, short_id, team_scope_id
-from gateway.errors import AuthenticationError, InvalidRequestError, MethodNotAllowedError, NotFoundError
+from gateway.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+)
 from gateway.pipeline import JSONReply
 from gateway.ratelimit.keys import KeyRegistry, parse_spec
 from gateway.routes.asgi import read_body, request_headers, send_json
@@ -113,14 +119,27 @@ class CachePurgeEndpoint:
         for name in ("alias", "key", "team"):
             if name in body and not isinstance(body[name], str):
                 raise InvalidRequestError(f"'{name}' must be a string.", param=name)
-        scope_id = (key_scope_id(body["key"]) if body.get("key") else team_scope_id(body["team"])
-                    if body.get("team") else GLOBAL_SCOPE_ID if body.get("global") else None)
+        scope_ids: list[str | None] = (
+            [key_scope_id(identity) for identity in await self._identities(body["key"])] if body.get("key")
+            else [team_scope_id(body["team"])] if body.get("team")
+            else [GLOBAL_SCOPE_ID] if body.get("global") else [None])
         alias_id = short_id(body["alias"]) if body.get("alias") else None
         runtime = self.services.current()
         store = self.services.store
-        purged = await store.cache_purge(  # type: ignore[union-attr]
-            purge_pattern(runtime.config.store.key_prefix, alias_id, scope_id))
+        purged = 0
+        for scope_id in scope_ids:
+            purged += await store.cache_purge(  # type: ignore[union-attr]
+                purge_pattern(runtime.config.store.key_prefix, alias_id, scope_id))
         await send_json(send, JSONReply(200, orjson.dumps({"purged": purged})))
+
+    async def _identities(self, name: str) -> list[str]:
+        """The key-scope identities filed under a key's name: the hash of every key (config or runtime,
+        revoked included) so named, and the name itself (the anonymous caller)."""
+        found = [key.digest() for key in self.services.current().config.auth.keys if key.name == name]
+        registry = self.services.extra.get("keys")
+        if isinstance(registry, KeyRegistry):
+            found += [record.key_sha256 for record in await registry.all() if record.name == name]
+        return [*found, name]
 # --- end cache ---
 
 
@@ -177,4 +196,5 @@ class KeysEndpoint:
                 raise InvalidRequestError(f"Unknown model alias '{model}'.", param="models")
         name = spec.get("name")
         if name is not None and any(k.name == name for k in config.auth.keys):
-            raise InvalidRequestError(f"The config already declares a key named '{name}'.", param="name")
+            raise ConflictError(f"The config already declares a key named '{name}'. Key names must be unique: "
+                                "choose another name.", code="duplicate_key_name", param="name")

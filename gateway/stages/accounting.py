@@ -2,16 +2,15 @@
 cost → spend, budget reconciliation and the usage-log record at settle, in the pipeline's one settle
 batch.
 
-Writes that fail (store down or slow) wait in a bounded in-memory queue and ride along with the next
-settle batches; when the queue is full the oldest call's writes are dropped, logged with the full
-record (so nothing is lost silently) and counted in `gateway_accounting_records_lost_total`."""
+Writes the store did not take (down, slow, or refusing one op) wait in the retry queue
+(gateway/accounting/retry.py), which sends them on its own timer. A reservation that timed out is
+settled as if it was not applied, and released in the same batch if it was."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from gateway.accounting.budgets import BudgetPlan, Hold, Rule
 from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_sse
 from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, format_usd
 from gateway.accounting.records import UsageRecord
+from gateway.accounting.retry import RetryQueue
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext, Usage
 from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
@@ -35,54 +35,13 @@ log = get_logger("accounting")
 COST_HEADER = "x-gateway-cost-usd"
 # Spend hashes are kept this long (the admin API reads them per day).
 SPEND_RETENTION_SECONDS = 400 * 86400
-# Retried writes of at most this many earlier calls ride along with one settle batch.
-RETRY_PER_BATCH = 32
 
 
 @dataclass(slots=True)
 class _State:
     hold: Hold | None = None
-    # The writes of this call and of earlier calls retried with it, one tuple per call.
-    groups: list[tuple[StoreOp, ...]] = field(default_factory=list)
-
-
-class RetryQueue:
-    """Settle writes waiting for the store, one entry per call, bounded; outlives config reloads."""
-
-    def __init__(self, bound: int, metrics: Metrics) -> None:
-        self.bound = bound
-        self.metrics = metrics
-        self._groups: deque[tuple[StoreOp, ...]] = deque()
-        self._last_warning = 0.0
-
-    def __len__(self) -> int:
-        return len(self._groups)
-
-    def push(self, groups: Sequence[tuple[StoreOp, ...]], error: Exception) -> None:
-        for group in groups:
-            self._groups.append(group)
-        while len(self._groups) > self.bound:
-            self._lost(self._groups.popleft())
-        self.metrics.accounting_retry_queue.set(len(self._groups))
-        now = time.monotonic()
-        if now - self._last_warning >= 10.0:
-            self._last_warning = now
-            log.warning("accounting writes failed; kept for retry",
-                        extra={"fields": {"queued_calls": len(self._groups), "error": type(error).__name__}})
-
-    def take(self, n: int) -> list[tuple[StoreOp, ...]]:
-        out: list[tuple[StoreOp, ...]] = []
-        while self._groups and len(out) < n:
-            out.append(self._groups.popleft())
-        if out:
-            self.metrics.accounting_retry_queue.set(len(self._groups))
-        return out
-
-    def _lost(self, group: tuple[StoreOp, ...]) -> None:
-        self.metrics.accounting_lost.inc()
-        record = next((op.args[0] for op in group if op.name == "usage_append"), None)
-        log.error("usage record lost: the store failed and the retry queue is full",
-                  extra={"fields": {"record": record}})
+    # Names this call's writes (and its budget reservation) so the store applies each at most once.
+    call: str = ""
 
 
 class AccountingStage:
@@ -103,7 +62,7 @@ class AccountingStage:
         self.maxlen = usage_log_maxlen
         self.reserve_completion_tokens = reserve_completion_tokens
         self.clock = clock
-        self._dims: dict[tuple[str, str, str, str], tuple[str, ...]] = {}
+        self._dims: dict[tuple[str, str, str, str, str], tuple[str, ...]] = {}
         # The deployments already logged as unpriced.
         self._unpriced_logged: set[tuple[str, str]] = set()
 
@@ -117,19 +76,25 @@ class AccountingStage:
         ctx.settle_before_reply = True  # the next call's budget check must see this call's real cost
         tag, counters, ttl = self.budgets.counters(ctx.principal, rules, self.clock())
         amount = self.reservation(ctx)
+        call = _write_id()
         try:
-            refused = await self.store.budget_reserve(tag, counters, [r.limit_micro for r in rules], amount, ttl)
+            refused = await self.store.budget_reserve(tag, counters, [r.limit_micro for r in rules], amount, ttl,
+                                                      call)
         except StoreUnavailableError:
             self.metrics.child(self.metrics.store_errors, "budget").inc()
-            if self.fail_closed:
+            # The store may still apply the reservation: settle releases it if it did.
+            hold = Hold(tag, counters, 0, ttl, uncertain=amount > 0)
+            if self.fail_closed:  # refused here, so never settled: the retry queue sends the release
+                if hold.uncertain:
+                    self.retry.push([(_release(call, hold),)], StoreUnavailableError("budget reserve timed out"))
                 raise
-            ctx.accounting = _State(Hold(tag, counters, 0, ttl))  # fail open: reconcile adds the real cost
-            return None
+            ctx.accounting = _State(hold, call)
+            return None  # fail open: reconcile adds the real cost
         if refused:
             rule = rules[refused - 1]
             self.metrics.child(self.metrics.budget_rejections, rule.scope).inc()
             raise BudgetExceededError(_refusal(rule))
-        ctx.accounting = _State(Hold(tag, counters, amount, ttl))
+        ctx.accounting = _State(Hold(tag, counters, amount, ttl), call)
         return None
 
     def reservation(self, ctx: RequestContext) -> int:
@@ -146,24 +111,22 @@ class AccountingStage:
     # settle ------------------------------------------------------------------------------------
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
         state = ctx.accounting if isinstance(ctx.accounting, _State) else _State()
+        if not state.call:
+            state.call = _write_id()  # not the request id: clients may send the same one twice
         ctx.accounting = state
-        ops: list[StoreOp] = []
-        called = ctx.attempts > 0 or ctx.cache_hit
-        if called:
-            ops.extend(self._account(ctx, reply))
-        elif state.hold is not None and state.hold.reserved:
-            ops.append(_adjust(_write_id(), state.hold, -state.hold.reserved))  # no call: release the reservation
-        retried = self.retry.take(RETRY_PER_BATCH)
-        # oldest first, so a queue that overflows again drops the oldest call's writes
-        state.groups = [*retried, tuple(ops)] if ops else retried
-        for group in retried:
-            ops.extend(group)
-        return ops
+        hold = state.hold
+        if ctx.attempts > 0 or ctx.cache_hit:
+            return self._account(ctx, reply, state.call)
+        if hold is None:
+            return ()
+        if hold.uncertain:
+            return (_release(state.call, hold),)
+        return (_adjust(state.call, hold, -hold.reserved),) if hold.reserved else ()  # no call: release it
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
-        state = ctx.accounting
-        if isinstance(state, _State) and state.groups:
-            self.retry.push(state.groups, error)
+        """`ops`: this call's writes the store did not take (all of them, or those it refused)."""
+        if ops:
+            self.retry.push([tuple(ops)], error)
 
     def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
         """For an answer whose settle comes later (the pipeline calls this first): a JSON answer's
@@ -186,7 +149,7 @@ class AccountingStage:
             return usage, 0, price.cost_micro(usage) if price is not None else 0
         return usage, price.cost_micro(usage) if price is not None else None, 0
 
-    def _account(self, ctx: RequestContext, reply: Reply | None) -> list[StoreOp]:
+    def _account(self, ctx: RequestContext, reply: Reply | None, call: str) -> list[StoreOp]:
         usage, cost, saved = self._priced(ctx, reply)
         deployment = ctx.deployment or ""
         if isinstance(reply, JSONReply) and reply.status == 200:
@@ -197,7 +160,6 @@ class AccountingStage:
         latency_ms = int(((ctx.finished_at or time.perf_counter()) - ctx.started) * 1000)
         record = self._record(ctx, now, deployment, ctx.status, usage, cost, saved, latency_ms, hedge=False)
         day = self.budgets.periods(now).day
-        call = _write_id()  # not the request id: clients may send the same one twice
         ops = self._writes(call, day, record, 0)
         total = cost or 0
         for n, loser in enumerate(ctx.cancelled_attempts, 1):
@@ -212,6 +174,8 @@ class AccountingStage:
             total += hedge_cost or 0
         hold = ctx.accounting.hold if isinstance(ctx.accounting, _State) else None
         if hold is not None:
+            if hold.uncertain:
+                ops.append(_release(call, hold))
             delta = total - hold.reserved
             if delta:
                 ops.append(_adjust(call, hold, delta))
@@ -226,11 +190,11 @@ class AccountingStage:
             status=status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, cost_micro_usd=cost,
             saved_micro_usd=saved, estimated=usage.estimated, cache_hit=ctx.cache_hit and not hedge,
-            latency_ms=latency_ms, hedge=hedge)
+            latency_ms=latency_ms, hedge=hedge, key_id=principal.key_id)
 
     def _writes(self, call: str, day: str, record: UsageRecord, n: int) -> list[StoreOp]:
         """The spend and usage-log writes of one record, the `n`th of the call (hedges add some)."""
-        names = (record.key, record.team, record.alias, record.deployment)
+        names = (record.key_id, record.key, record.team, record.alias, record.deployment)
         dims = self._dims.get(names)
         if dims is None:
             if len(self._dims) > 10_000:  # names come from the config, but stay bounded regardless
@@ -342,9 +306,11 @@ def spend_metrics(record: UsageRecord) -> list[tuple[str, int]]:
     return metrics
 
 
-def spend_dims(key: str, team: str, alias: str, deployment: str) -> tuple[str, ...]:
-    """The spend-hash dimensions of a call: `key|<name>`, `team|<name>`, `alias|…`, `deployment|…`."""
-    dims = [f"key|{key}"]
+def spend_dims(key_id: str, key: str, team: str, alias: str, deployment: str) -> tuple[str, ...]:
+    """The spend-hash dimensions of a call: `key|<key id>|<name>` (the anonymous caller: `key|<name>`),
+    `team|<name>`, `alias|…`, `deployment|…`. A key's row is its identity: two keys of one name never
+    share it; the name rides along for reports."""
+    dims = [f"key|{key_id}|{key}" if key_id else f"key|{key}"]
     if team:
         dims.append(f"team|{team}")
     dims.append(f"alias|{alias}")
@@ -355,6 +321,11 @@ def spend_dims(key: str, team: str, alias: str, deployment: str) -> tuple[str, .
 
 def _adjust(call: str, hold: Hold, delta: int) -> StoreOp:
     return StoreOp("budget_adjust", (hold.tag, hold.counters, delta, hold.ttl), (call, "b"))
+
+
+def _release(call: str, hold: Hold) -> StoreOp:
+    """Take back the call's reservation if the store applied it after all (see Hold.uncertain)."""
+    return StoreOp("budget_release", (hold.tag, hold.counters, call), (call, "r"))
 
 
 # Names a call's writes so a store can apply a re-sent write at most once (see StoreOp.once).

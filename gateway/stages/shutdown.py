@@ -8,16 +8,14 @@ logged once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+from gateway.accounting.retry import RetryQueue
 from gateway.logging import get_logger
 from gateway.runtime import Services
-from gateway.stages.accounting import RetryQueue
-from gateway.store import StoreOp
 
 log = get_logger("shutdown")
-
-FLUSH_GROUPS_PER_BATCH = 256
 
 
 async def drain(services: Services, *, deadline_s: float = 5.0) -> int:
@@ -33,25 +31,21 @@ async def drain(services: Services, *, deadline_s: float = 5.0) -> int:
             log.error("settle writes still running at shutdown")
     retry = services.extra.get("accounting.retry")
     store = services.store
-    if not isinstance(retry, RetryQueue) or store is None or not len(retry):
+    if not isinstance(retry, RetryQueue) or store is None:
         return 0
-    flushed = 0
+    await retry.stop()  # the timer's sends end here; the rest goes now, against the deadline
+    queued = len(retry)
+    if not queued:
+        return 0
     while len(retry):
-        groups = retry.take(FLUSH_GROUPS_PER_BATCH)
-        ops: list[StoreOp] = [op for group in groups for op in group]
-        left = until - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(left):
-                await store.run_batch(ops)
-        except Exception as exc:  # the store is still down: these and the rest are lost
-            lost = len(groups) + len(retry)
-            retry.take(len(retry))
-            services.metrics.accounting_lost.inc(lost)
+        sent = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(until - time.monotonic()):
+                sent = await retry.send(store)
+        if not sent:
+            lost = retry.drop_all()
             log.error("accounting writes lost at shutdown: the store did not take them",
-                      extra={"fields": {"calls": lost, "error": type(exc).__name__}})
-            return flushed
-        flushed += len(groups)
-    log.info("accounting retry queue flushed at shutdown", extra={"fields": {"calls": flushed}})
-    return flushed
+                      extra={"fields": {"calls": lost}})
+            return queued - lost
+    log.info("accounting retry queue flushed at shutdown", extra={"fields": {"calls": queued}})
+    return queued

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple, Protocol
 class StoreOp(NamedTuple):
     """One queued write: `name` selects the store's implementation, `args` are its arguments.
 
-    `once` (request id, write id within the request) names a write that may be sent again (the
-    accounting retry queue): a store that cannot tell whether an earlier attempt applied (Redis with
-    `replica_acks`, see store/redis.py) applies it at most once.
+    `once` (call id, write id within the call) names a write that may be sent again (the accounting
+    retry queue): Redis applies it at most once (see store/scripts.py `guarded`); the embedded store
+    never needs to resend.
 
     A named tuple, not a frozen dataclass: every settle builds a few, and a frozen dataclass sets
     each field through object.__setattr__."""
@@ -44,15 +44,17 @@ class Store(Protocol):
         ...
 
     async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
-        """Apply every op in one round trip (a Redis pipeline); results in order. Raises
-        StoreUnavailableError when the store cannot be reached in time."""
+        """Apply every op in one round trip (a Redis pipeline); results in order. An op the store
+        refused fails alone: its result is the exception, the other ops are applied. Raises
+        StoreUnavailableError when the store cannot be reached in time (then any op may or may not
+        have been applied)."""
         ...
 
     async def close(self) -> None: ...
 
     # --- accounting (gateway/store/accounting.py) ---
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int) -> int: ...
+                             ttl: int, call: str = "") -> int: ...
 
     async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]: ...
 
@@ -76,6 +78,20 @@ class Store(Protocol):
     async def conversation_chain(self, owner_tag: str, response_id: str, max_chain: int,
                                  max_bytes: int) -> tuple[int, list[bytes]]: ...
     # --- end responses ---
+
+
+# Words of a store's refusal that sending the same write again cannot change (a counter or an argument
+# out of range, a key of the wrong type); any other refusal (read-only replica, out of memory, loading,
+# no quorum) passes, and the write is retried.
+_FOR_GOOD = ("not an integer", "out of range", "overflow", "WRONGTYPE", "not a valid float")
+
+
+def refused_for_good(error: Exception) -> bool:
+    """Whether an op's failure (a `run_batch` result) would repeat however often it is sent."""
+    if isinstance(error, (TypeError, ValueError, OverflowError)):  # the embedded store's own refusals
+        return True
+    text = str(error)
+    return any(word in text for word in _FOR_GOOD)
 
 
 def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: bool = False,

@@ -2,19 +2,21 @@
 
 Batch ops (settle step, one round trip with every other stage's writes):
 - `spend_add(day, ttl, dims, metrics)`: add each metric's integer to the field `<dim>|<metric>` of the
-  day's spend hash, for every dimension (`key|app`, `alias|gpt`, …); one EVAL.
+  day's spend hash, for every dimension (`key|<id>|<name>`, `alias|gpt`, …); one EVAL.
 - `budget_adjust(tag, counters, delta, ttl)`: reconcile budget counters after the call (one EVALSHA).
+- `budget_release(tag, counters, call)`: take back a reservation whose outcome the gateway never
+  learnt (the reserve timed out): only if it was applied, and so that it cannot apply afterwards.
 - `usage_append(fields, maxlen)`: one record on the usage log (XADD with `MAXLEN ~`).
 
-Direct ops (one round trip each):
-- `budget_reserve(tag, counters, limits, amount, ttl)`: 0 when `amount` fits under every limit (and
-  was added to every counter), else the 1-based index of the first counter that has no room.
-- `budget_read`, `spend_read(days)`, `usage_read(start_ms, end_ms, count)` for the admin API.
+On Redis every accounting write carries its call's id (`StoreOp.once`) and is applied at most once
+(scripts.guarded), whatever is sent again: a batch that timed out at the gateway may still have been
+applied by Redis, and the retry queue sends it again.
 
-Batch ops queue EVAL, not EVALSHA: redis-py's asyncio pipeline would otherwise check every batch's
-scripts with SCRIPT EXISTS (an extra round trip), and a bare EVALSHA fails the whole batch with
-NOSCRIPT after a Redis restart. The script text is a few hundred bytes; Redis caches its compiled
-form. Direct ops use registered scripts (EVALSHA, reloaded on NOSCRIPT).
+Direct ops (one round trip each):
+- `budget_reserve(tag, counters, limits, amount, ttl, call)`: 0 when `amount` fits under every limit
+  (and was added to every counter), else the 1-based index of the first counter that has no room.
+  With `call`, Redis notes the reservation in the call's marker, for `budget_release`.
+- `budget_read`, `spend_read(days)`, `usage_read(start_ms, end_ms, count)` for the admin API.
 
 Budget counters of one principal share a hash tag, so the multi-key scripts work on Redis Cluster;
 the spend hash of a day is one key."""
@@ -31,11 +33,12 @@ import orjson
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
-from gateway.store.scripts import ScriptOps, guarded
+from gateway.store.scripts import ONCE_TTL_SECONDS, ScriptOps, guarded
 
 T = TypeVar("T")
 
-_RESERVE = """
+# Returns (refused) or falls through (reserved): the body of both reserve scripts.
+_CHECK_AND_RESERVE = """
 local amount = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do
@@ -49,7 +52,30 @@ for _, key in ipairs(KEYS) do
   redis.call('INCRBY', key, amount)
   if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 end
+"""
+_RESERVE = _CHECK_AND_RESERVE + "return 0\n"
+
+# The reservation of call ARGV[#ARGV], noted in its marker hash (last key) with the amount: sent
+# again, or arriving after budget_release gave up on it (a tombstone), it reserves nothing.
+_RESERVE_NOTED = f"""
+local marker = table.remove(KEYS)
+local call = table.remove(ARGV)
+if redis.call('HEXISTS', marker, call) == 1 then return 0 end
+{_CHECK_AND_RESERVE.strip()}
+redis.call('HSET', marker, call, ARGV[1])
+redis.call('EXPIRE', marker, {ONCE_TTL_SECONDS})
 return 0
+"""
+
+# Undo the noted reservation of call ARGV[1] if it was applied; either way leave a tombstone ('x').
+_RELEASE = f"""
+local marker = table.remove(KEYS)
+local held = redis.call('HGET', marker, ARGV[1])
+redis.call('HSET', marker, ARGV[1], 'x')
+redis.call('EXPIRE', marker, {ONCE_TTL_SECONDS})
+if not held or held == 'x' then return 0 end
+for _, key in ipairs(KEYS) do redis.call('DECRBY', key, held) end
+return tonumber(held)
 """
 
 _ADJUST = """
@@ -72,6 +98,10 @@ end
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return 0
 """
+
+
+# The field of a call's marker hash that holds its budget reservation (the amount, or 'x' once released).
+RESERVATION_FIELD = "r"
 
 
 def make_key(prefix: str, *parts: str, tag: str) -> str:
@@ -106,8 +136,7 @@ class RedisAccountingOps(ScriptOps):
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
 
     # batch ops ---------------------------------------------------------------------------------
-    # `once`: apply at most once (see StoreOp and scripts.guarded); only RedisStore with replica_acks
-    # passes it, never on Cluster (the marker would sit in another slot).
+    # `once` (call id, write id): apply at most once (see StoreOp and scripts.guarded).
     def queue_spend_add(self, pipe: Any, day: str, ttl: int, dims: Sequence[str],
                         metrics: Sequence[tuple[str, int]], once: tuple[str, str] | None = None) -> None:
         args: list[Any] = [ttl, len(dims), *dims]
@@ -116,8 +145,8 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             self.queue_script(pipe, _SPEND, 1, spend_key(self.prefix, day), *args)
         else:
-            self.queue_script(pipe, guarded(_SPEND), 2, spend_key(self.prefix, day), self.once_marker(once),
-                              *args, once[1])
+            self.queue_script(pipe, _SPEND_ONCE, 2, spend_key(self.prefix, day),
+                              self.once_marker(once[0], "spend:", day), *args, once[1])
 
     def queue_budget_adjust(self, pipe: Any, tag: str, counters: Sequence[str], delta: int, ttl: int,
                             once: tuple[str, str] | None = None) -> None:
@@ -125,8 +154,15 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             self.queue_script(pipe, _ADJUST, len(keys), *keys, delta, ttl)
         else:
-            self.queue_script(pipe, guarded(_ADJUST), len(keys) + 1, *keys, self.once_marker(once), delta, ttl,
-                              once[1])
+            self.queue_script(pipe, _ADJUST_ONCE, len(keys) + 1, *keys, self.once_marker(once[0], "budget:", tag),
+                              delta, ttl, once[1])
+
+    def queue_budget_release(self, pipe: Any, tag: str, counters: Sequence[str], call: str,
+                             once: tuple[str, str] | None = None) -> None:
+        # Idempotent by itself (its tombstone): `once` is not needed.
+        keys = [budget_key(self.prefix, tag, c) for c in counters]
+        self.queue_script(pipe, _RELEASE, len(keys) + 1, *keys, self.once_marker(call, "budget:", tag),
+                          RESERVATION_FIELD)
 
     def queue_usage_append(self, pipe: Any, fields: dict[str, str], maxlen: int,
                            once: tuple[str, str] | None = None) -> None:
@@ -136,14 +172,18 @@ class RedisAccountingOps(ScriptOps):
         if once is None:
             pipe.xadd(usage_stream_key(self.prefix), {RECORD_FIELD: record}, maxlen=maxlen, approximate=True)
         else:
-            self.queue_script(pipe, guarded(_APPEND), 2, usage_stream_key(self.prefix), self.once_marker(once),
-                              maxlen, record, once[1])
+            self.queue_script(pipe, _APPEND_ONCE, 2, usage_stream_key(self.prefix),
+                              self.once_marker(once[0], "usage"), maxlen, record, once[1])
 
     # direct ops --------------------------------------------------------------------------------
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int) -> int:
+                             ttl: int, call: str = "") -> int:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
-        return int(await self._acct_call(lambda: self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
+        if not call:
+            return int(await self._acct_call(lambda: self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
+        keys.append(self.once_marker(call, "budget:", tag))
+        return int(await self._acct_call(
+            lambda: self.run_script(_RESERVE_NOTED, keys, [amount, ttl, *limits, RESERVATION_FIELD])))
 
     async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
@@ -177,6 +217,8 @@ RECORD_FIELD = "r"
 _APPEND = f"""
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{RECORD_FIELD}', ARGV[2])
 """
+# The apply-once forms every settle sends (looked up once, not per write).
+_SPEND_ONCE, _ADJUST_ONCE, _APPEND_ONCE = guarded(_SPEND), guarded(_ADJUST), guarded(_APPEND)
 
 
 def decode_record(fields: dict[Any, Any]) -> dict[str, str]:
@@ -238,8 +280,13 @@ class MemoryAccountingOps:
             log.popleft()
         return f"{now}-0"
 
+    def op_budget_release(self, tag: str, counters: Sequence[str], call: str) -> int:
+        """Nothing to release: an in-process reservation always answers, so its outcome is never
+        unknown and settle never asks for this."""
+        return 0
+
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int) -> int:
+                             ttl: int, call: str = "") -> int:
         budgets = self._acct()[0]
         keys = [f"{tag}\x00{c}" for c in counters]
         for i, (key, limit) in enumerate(zip(keys, limits, strict=True), start=1):

@@ -12,6 +12,7 @@ class MemoryLimitOps:
     _limiter: MemoryLimiter | None = None
     _key_records: dict[str, bytes] | None = None
     _keys_version: int = 0
+    _key_names: dict[str, str] | None = None  # runtime key name → the id of the key that holds it
 
     @property
     def limiter(self) -> MemoryLimiter:
@@ -41,6 +42,19 @@ class MemoryLimitOps:
 
     async def key_load(self, key_id: str) -> bytes | None:
         return self._records().get(key_id)
+
+    def _names(self) -> dict[str, str]:
+        if self._key_names is None:
+            self._key_names = {}
+        return self._key_names
+
+    async def key_name_claim(self, name: str, key_id: str) -> str:
+        return self._names().setdefault(name, key_id)
+
+    async def key_name_release(self, name: str, key_id: str) -> None:
+        names = self._names()
+        if names.get(name) == key_id:
+            del names[name]
 
     async def key_save(self, key_id: str, record: bytes) -> int:
         self._records()[key_id] = record

@@ -24,6 +24,11 @@ from gateway.store.scripts import ScriptOps
 
 LIMIT_TAG = "rl"
 KEYS_TAG = "keys"
+# A runtime key's name is released only by the key that holds it.
+_RELEASE_NAME = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
 
 
 class RedisLimitOps(ScriptOps):
@@ -103,6 +108,19 @@ class RedisLimitOps(ScriptOps):
     async def key_load(self, key_id: str) -> bytes | None:
         (record,) = await self._keys_call(lambda p: p.hget(self.key("records", tag=KEYS_TAG), key_id))
         return record  # type: ignore[no-any-return]
+
+    async def key_name_claim(self, name: str, key_id: str) -> str:
+        names = self.key("names", tag=KEYS_TAG)
+        _, owner = await self._keys_call(lambda p: (p.hsetnx(names, name, key_id), p.hget(names, name)))
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    async def key_name_release(self, name: str, key_id: str) -> None:
+        names = self.key("names", tag=KEYS_TAG)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.run_script(_RELEASE_NAME, [names], [name, key_id])
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
 
     async def key_save(self, key_id: str, record: bytes) -> int:
         _, version = await self._keys_call(lambda p: (

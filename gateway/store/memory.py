@@ -27,10 +27,13 @@ class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccoun
         return True
 
     async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
-        results = []
+        results: list[Any] = []
         for op in ops:
             method: Callable[..., Any] = getattr(self, f"op_{op.name}")
-            results.append(method(*op.args))
+            try:
+                results.append(method(*op.args))
+            except Exception as exc:  # as on Redis, a refused op fails alone (see Store.run_batch)
+                results.append(exc)
         return results
 
     async def close(self) -> None:

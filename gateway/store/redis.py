@@ -5,6 +5,10 @@ script call goes through `ScriptOps.queue_script`: EVALSHA, see store/scripts.py
 non-transactional pipeline; the whole batch is one round trip. Keys
 carry a `{hash tag}` so multi-key scripts work on Redis Cluster.
 
+An op Redis refuses fails alone: its result is the error, the rest of the batch stands. Writes that
+carry an id (`StoreOp.once`: every accounting write) are applied at most once, so a batch that timed out
+at the gateway after Redis applied it can be sent again safely.
+
 With `replica_acks` set, a batch carrying accounting writes ends with `WAIT n` on the same connection:
 Redis replicates asynchronously, so a write the master acknowledged can vanish in a failover; a batch
 whose writes fewer than n replicas confirmed counts as failed, and the accounting retry queue sends it
@@ -33,7 +37,7 @@ from gateway.store.sessions import RedisSessionOps
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, lean_client
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
-DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust"})
+DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust", "budget_release"})
 
 
 # The operations live in one mixin per feature (see their modules).
@@ -93,10 +97,10 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         except (RedisError, OSError, TimeoutError) as exc:
             await self._follow_master()
             raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
-        failed = next((r for r in results if isinstance(r, Exception)), None)
-        if failed is not None:
-            await self._follow_master()
-            raise StoreUnavailableError(f"The shared store refused a write: {type(failed).__name__}.")
+        for result in results:  # each fails alone; a READONLY may mean a failover
+            if isinstance(result, Exception):
+                await self._follow_master()
+                break
         if acked is not None and acked < self.replica_acks:
             await self._follow_master()
             raise StoreUnavailableError(f"The shared store's replicas confirmed {acked} of "
@@ -107,7 +111,7 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         """After a failed batch: if Sentinel moved the master, reconnect there (at most twice a second:
         a master without its replica refuses every write, and each refusal lands here)."""
         now = time.monotonic()
-        if now - self._followed_at < 0.5:
+        if self.cluster or now - self._followed_at < 0.5:  # (a Cluster client follows MOVED itself)
             return
         self._followed_at = now
         try:
@@ -135,8 +139,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
                 loads += 1
         for op in ops:
             method: Callable[..., None] = getattr(self, f"queue_{op.name}")
-            if self.replica_acks and op.once is not None:
-                method(pipe, *op.args, once=op.once)  # may be sent again after an unconfirmed WAIT
+            if op.once is not None:
+                method(pipe, *op.args, once=op.once)  # may be sent again: applied at most once
             else:
                 method(pipe, *op.args)
         if durable:  # WAIT covers every write sent before it on this connection: the whole pipeline

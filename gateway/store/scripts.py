@@ -64,9 +64,14 @@ class ScriptOps:
         """`prefix:{tag}:part:part` — the tag decides the Cluster slot."""
         return ":".join((self.prefix, "{" + tag + "}", *parts))
 
-    def once_marker(self, once: tuple[str, str]) -> str:
-        """The key recording which of one request's writes were applied (see `guarded`)."""
-        return self.key(once[0], tag="once")
+    def once_marker(self, call: str, slot: str, slot_part: str = "") -> str:
+        """The key recording which of one call's writes were applied (see `guarded`): one per call, or
+        on Cluster one per call and slot (`slot` + `slot_part`: the hash tag of the keys the write
+        touches, given in two parts so the common case builds no string for it), since a script's
+        keys must share a slot."""
+        if self.cluster:
+            return f"{self.prefix}:{{{slot}{slot_part}}}:once:{call}"
+        return f"{self.prefix}:{{once}}:{call}"
 
     def queue_script(self, pipe: Any, source: str, numkeys: int, *args: Any) -> None:
         """Queue one script call on a batch pipeline (exactly one command)."""

@@ -108,3 +108,47 @@ async def test_redis_usage_log_is_trimmed_approximately() -> None:
         assert 10 <= length < 500
     finally:
         await store.close()
+
+
+async def test_a_refused_op_fails_alone(store: Store) -> None:
+    """One op the store refuses (a count that is not an integer) is its own error; the rest of the
+    batch is applied and answered."""
+    ops = [StoreOp("spend_add", ("20261122", 3600, ("key|app",), [("requests", 1)])),
+           StoreOp("spend_add", ("20261122", 3600, ("key|bad",), [("cost", "many")])),
+           StoreOp("usage_append", ({"ts": "1700000000000", "request_id": "r1"}, 1000))]
+    results = await store.run_batch(ops)
+    assert isinstance(results[1], Exception) and not isinstance(results[0], Exception)
+    assert (await store.spend_read(["20261122"]))["20261122"]["key|app|requests"] == 1
+    assert [r["request_id"] for r in await store.usage_read(0, 2**62, 10)] == ["r1"]
+
+
+def _call_writes(call: str) -> list[StoreOp]:
+    return [StoreOp("spend_add", ("20261122", 3600, ("key|app",), [("requests", 1)]), (call, "s0")),
+            StoreOp("usage_append", ({"ts": "1700000000000", "request_id": call}, 1000), (call, "u0")),
+            StoreOp("budget_adjust", ("key:app", ("key:app:20261122",), 40, 3600), (call, "b"))]
+
+
+async def test_a_write_with_an_id_is_applied_once_however_often_it_is_sent(store: Store) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("the embedded store never sends a write twice")
+    for _ in range(3):
+        await store.run_batch([*_call_writes("c1"), *_call_writes("c2")])
+    assert (await store.spend_read(["20261122"]))["20261122"]["key|app|requests"] == 2
+    assert sorted(r["request_id"] for r in await store.usage_read(0, 2**62, 10)) == ["c1", "c2"]
+    assert await store.budget_read("key:app", ("key:app:20261122",)) == [80]
+
+
+async def test_a_reservation_of_unknown_outcome_is_released_only_if_it_was_applied(store: Store) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("an in-process reservation always answers: its outcome is never unknown")
+    counters = ("key:app:20261122",)
+    assert await store.budget_reserve("key:app", counters, [10_000], 300, 60, "c1") == 0
+    assert await store.budget_reserve("key:app", counters, [10_000], 300, 60, "c1") == 0  # sent again
+    assert await store.budget_read("key:app", counters) == [300]
+    for _ in range(2):
+        await store.run_batch([StoreOp("budget_release", ("key:app", counters, "c1"), ("c1", "r"))])
+    assert await store.budget_read("key:app", counters) == [0]
+    # released before the reserve arrived (it was stuck behind a stall): the late reserve holds nothing
+    await store.run_batch([StoreOp("budget_release", ("key:app", counters, "c2"), ("c2", "r"))])
+    assert await store.budget_reserve("key:app", counters, [10_000], 300, 60, "c2") == 0
+    assert await store.budget_read("key:app", counters) == [0]

@@ -4,6 +4,7 @@ and (for shared state) the real Redis at 6379 under a unique key prefix."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 MASTER = "sk-master-0123456789abcdef"
 KEYS = {"app": "sk-gw-app-0123456789abcdef", "other": "sk-gw-other-0123456789abcdef",
         "solo": "sk-gw-solo-0123456789abcdef", "capped": "sk-gw-capped-0123456789abcdef"}
+
+# Spend and usage file a key under its identity (a prefix of its SHA-256), not its name.
+APP_ID = hashlib.sha256(KEYS["app"].encode()).hexdigest()[:16]
 
 CONFIG = """
 store: {{redis_url: "{redis_url}", key_prefix: "{prefix}", timeout: 2s{store_extra}}}
@@ -308,7 +312,7 @@ def test_mixed_traffic_spend_equals_the_usage_log(upstream: FakeUpstream, redis_
         assert any(r["estimated"] for r in records) and any(r["deployment"] == "up/gpt-up" and r["alias"] == "fb"
                                                              for r in records)
         yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-        for by, name_of in (("key", lambda r: r["key"]), ("team", lambda r: r["team"]),
+        for by, name_of in (("key", lambda r: r["key_id"]), ("team", lambda r: r["team"]),
                             ("alias", lambda r: r["alias"]), ("deployment", lambda r: r["deployment"])):
             spend = admin(gw, f"/admin/spend?by={by}&since={yesterday}")["spend"]
             cost: Counter[str] = Counter()
@@ -374,7 +378,7 @@ def test_records_written_while_redis_was_down_are_retried(upstream: FakeUpstream
             client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
             records = usage_records(gw, 6)
             assert len(records) == 6 and sum(r["cost_micro_usd"] for r in records) == 6 * 43
-            spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
+            spend = admin(gw, "/admin/spend?by=key&period=day")["spend"][APP_ID]
             assert (spend["requests"], spend["cost_micro_usd"]) == (6, 6 * 43)
             assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
         finally:
@@ -415,7 +419,7 @@ def test_replica_acks_hold_records_until_a_replica_confirms_them_and_apply_each_
             assert "gateway_accounting_retry_queue 0.0" in metrics_show(gw.url, "gateway_accounting_retry_queue 0.0")
             records = usage_records(gw, calls)
             assert len(records) == calls and len({r["request_id"] for r in records}) == calls
-            spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
+            spend = admin(gw, "/admin/spend?by=key&period=day")["spend"][APP_ID]
             assert (spend["requests"], spend["cost_micro_usd"]) == (calls, calls * 43)
     finally:
         servers.stop_all()
@@ -445,6 +449,6 @@ def test_a_hedged_call_is_billed_for_both_attempts(gw: GatewayServer, make_clien
         ("quick", False, "up/sleepy", True)
     assert loser["status"] == 499 and loser["estimated"] and loser["completion_tokens"] == 0
     assert loser["cost_micro_usd"] == expected_micro(loser["prompt_tokens"], 0)
-    spend = admin(gw, "/admin/spend?by=key&period=day")["spend"]["app"]
+    spend = admin(gw, "/admin/spend?by=key&period=day")["spend"][APP_ID]
     assert (spend["requests"], spend["hedges"]) == (1, 1)
     assert spend["cost_micro_usd"] == 12 + loser["cost_micro_usd"]

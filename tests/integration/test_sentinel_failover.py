@@ -21,9 +21,9 @@ from uuid import uuid4
 import pytest
 import redis
 
+from gateway.accounting.retry import RETRY_PER_BATCH, RetryQueue
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Metrics
-from gateway.stages.accounting import RETRY_PER_BATCH, RetryQueue
 from gateway.store import StoreOp
 from gateway.store.redis import RedisStore
 from tests.support.redis_topologies import MISSING, cli, redis_sentinel, wait_for

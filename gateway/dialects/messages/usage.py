@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway.context import Usage
+from gateway.providers.base import token_count
 
 _MESSAGE = b"event: message_"
 _ERROR = b"event: error"
@@ -144,7 +145,7 @@ def _figures(usage: dict[str, Any]) -> dict[str, int]:
             for key, value in _figures(step).items() if isinstance(step, dict) else ():
                 totals[key] += value
         return totals
-    return {k: v for k in _FIGURES if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
+    return {key: token_count(usage, key) for key in _FIGURES if usage.get(key) is not None}  # broken: refused
 
 
 def _usage(figures: dict[str, int]) -> Usage:

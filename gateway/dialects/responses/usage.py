@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.context import Usage
+from gateway.providers.base import token_count
 
 _TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
 _TERMINAL_TYPES = frozenset(kind.decode() for kind in _TERMINAL)
@@ -24,11 +25,13 @@ def usage_of(usage: object) -> Usage | None:
     """Responses usage → the gateway's (input tokens include cache reads and writes)."""
     if not isinstance(usage, dict):
         return None
-    details = usage.get("input_tokens_details") or {}
-    return Usage(prompt_tokens=int(usage.get("input_tokens") or 0),
-                 completion_tokens=int(usage.get("output_tokens") or 0),
-                 cached_tokens=int(details.get("cached_tokens") or 0),
-                 cache_write_tokens=int(details.get("cache_write_tokens") or 0))
+    details = usage.get("input_tokens_details")
+    if not isinstance(details, dict):
+        details = {}
+    return Usage(prompt_tokens=token_count(usage, "input_tokens"),
+                 completion_tokens=token_count(usage, "output_tokens"),
+                 cached_tokens=token_count(details, "cached_tokens"),
+                 cache_write_tokens=token_count(details, "cache_write_tokens"))
 
 
 def usage_from_body(body: bytes) -> Usage | None:

@@ -4,28 +4,31 @@ retry queue (nothing lost silently)."""
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from gateway.accounting.budgets import BudgetPlan, periods_at
 from gateway.accounting.estimate import text_of_body, text_of_sse
 from gateway.accounting.prices import UnitPrice
+from gateway.accounting.retry import RetryQueue
 from gateway.config import AuthConfig, Price
 from gateway.context import Principal, RequestContext, Usage
 from gateway.errors import BudgetExceededError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.pipeline import JSONReply
 from gateway.schemas import Operation
-from gateway.stages.accounting import AccountingStage, RetryQueue, add_usage_fields, spend_dims, spend_metrics
+from gateway.stages.accounting import AccountingStage, add_usage_fields, spend_dims, spend_metrics
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.tokenize import TokenCounter
 
 NOW = calendar.timegm((2026, 11, 22, 12, 0, 0))
 PRICE = UnitPrice.from_price(Price(input=2.5, output=10, cached_input=1.25))
-APP = Principal(name="app", team="search", key_hash="h1")
+APP = Principal(name="app", team="search", key_hash=hashlib.sha256(b"k1").hexdigest())
 AUTH = AuthConfig.model_validate({"keys": [
     {"name": "app", "team": "search", "key": "k1", "budget": {"usd": 0.001, "period": "day"}}],
     "teams": {"search": {"budget": {"usd": 1, "period": "month"}}}})
@@ -35,7 +38,7 @@ TOKENS.preload(("cl100k_base",))  # shipped in tests/data/tiktoken
 
 class DownStore(MemoryStore):
     async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int) -> int:
+                             ttl: int, call: str = "") -> int:
         raise StoreUnavailableError("down")
 
 
@@ -75,7 +78,7 @@ def test_settle_writes_spend_and_the_log_and_sets_the_header() -> None:
     assert reply.headers["x-gateway-cost-usd"] == "0.000053"
     day, _ttl, dims, metrics = ops[0].args
     assert day == "20261122"
-    assert dims == ("key|app", "team|search", "alias|gpt", "deployment|up/gpt")
+    assert dims == (f"key|{APP.key_id}|app", "team|search", "alias|gpt", "deployment|up/gpt")
     assert metrics == [("requests", 1), ("cost", 53), ("prompt_tokens", 9), ("completion_tokens", 3)]
     record = ops[1].args[0]
     assert record["cost_micro_usd"] == "53" and record["key"] == "app" and record["estimated"] == "0"
@@ -157,13 +160,18 @@ async def test_budget_store_failure_follows_the_policy() -> None:
     ctx = make_ctx()
     await make_stage(DownStore()).admit(ctx)  # fail open: admitted, the real cost is still reconciled
     ops = make_stage(DownStore()).settle(called(ctx, Usage(prompt_tokens=9, completion_tokens=3)), None, None)
-    assert [op.name for op in ops] == ["spend_add", "usage_append", "budget_adjust"]
-    assert ops[2].args[2] == 53
+    # the reserve timed out: whether the store applied it is unknown, so it is released if it was
+    assert [op.name for op in ops] == ["spend_add", "usage_append", "budget_release", "budget_adjust"]
+    assert ops[3].args[2] == 53
+    assert len({op.once for op in ops}) == 4 and len({op.once[0] for op in ops if op.once}) == 1
+    refused = make_stage(DownStore(), fail_closed=True)
     with pytest.raises(StoreUnavailableError):
-        await make_stage(DownStore(), fail_closed=True).admit(make_ctx())
+        await refused.admit(make_ctx())
+    # refused, so never settled: the release waits in the retry queue instead
+    assert [op.name for group in refused.retry.take(10) for op in group] == ["budget_release"]
 
 
-def test_failed_writes_are_retried_then_logged_as_lost(caplog: pytest.LogCaptureFixture) -> None:
+async def test_failed_writes_are_retried_then_logged_as_lost(caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics()
     stage = make_stage(bound=2, metrics=metrics)
     down = StoreUnavailableError("down")
@@ -171,19 +179,33 @@ def test_failed_writes_are_retried_then_logged_as_lost(caplog: pytest.LogCapture
         ctx = called(make_ctx(), Usage(prompt_tokens=i, completion_tokens=1))
         ctx.request_id = f"r{i}"
         ops = stage.settle(ctx, None, None)
+        assert all(op.once is not None for op in ops)  # every write is applied at most once
         with caplog.at_level(logging.ERROR):
             stage.settle_failed(ctx, ops, down)
-    # each failed batch carried the calls queued before it; the queue keeps the newest 2 calls
+    # the queue keeps the newest 2 calls
     assert len(stage.retry) == 2
     assert value(metrics, "gateway_accounting_records_lost_total") == 1
     lost = [r for r in caplog.records if "usage record lost" in r.getMessage()]
     assert len(lost) == 1 and lost[0].fields["record"]["request_id"] == "r0"  # type: ignore[attr-defined]
+    # a later settle carries only its own call's writes: the queue is sent on its own
     ctx = called(make_ctx(), Usage(prompt_tokens=5, completion_tokens=1))
-    ctx.request_id = "r3"
+    assert [op.args[0]["request_id"] for op in stage.settle(ctx, None, None) if op.name == "usage_append"] == ["r1"]
+    store = MemoryStore()
+    assert await stage.retry.send(store) and len(stage.retry) == 0
+    assert sorted(r["request_id"] for r in await store.usage_read(0, 2**62, 10)) == ["r1", "r2"]
+
+
+async def test_a_write_the_store_refuses_for_good_is_logged_as_lost_not_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    stage = make_stage(metrics=metrics)
+    ctx = called(make_ctx(), Usage(prompt_tokens=5, completion_tokens=1))
     ops = stage.settle(ctx, None, None)
-    logged = [op.args[0]["request_id"] for op in ops if op.name == "usage_append"]
-    assert sorted(logged) == ["r1", "r2", "r3"]
-    assert len(stage.retry) == 0
+    with caplog.at_level(logging.ERROR):
+        stage.settle_failed(ctx, ops[:1], Exception("ERR value is not an integer or out of range"))
+    assert len(stage.retry) == 0 and value(metrics, "gateway_accounting_records_lost_total") == 1
+    stage.settle_failed(ctx, ops[:1], Exception("READONLY You can't write against a read only replica."))
+    assert len(stage.retry) == 1
 
 
 def test_estimates_a_cut_stream_from_what_was_sent() -> None:
@@ -230,7 +252,8 @@ def test_spend_skips_zero_metrics_and_empty_dimensions() -> None:
                          cache_write_tokens=0, cost_micro_usd=0, saved_micro_usd=0, estimated=False,
                          cache_hit=False, latency_ms=1)
     assert spend_metrics(record) == [("requests", 1)]
-    assert spend_dims("solo", "", "a", "") == ("key|solo", "alias|a")
+    assert spend_dims("5e1f", "solo", "", "a", "") == ("key|5e1f|solo", "alias|a")
+    assert spend_dims("", "anonymous", "", "a", "") == ("key|anonymous", "alias|a")
 
 
 async def test_a_cancelled_hedge_is_charged_for_its_prompt() -> None:
@@ -253,3 +276,15 @@ async def test_a_cancelled_hedge_is_charged_for_its_prompt() -> None:
     await store.run_batch(ops)
     # the budget counts what the hedge cost (the answering deployment has no price: nothing more)
     assert await store.budget_read("team:search", ("key:app:20261122",)) == [int(hedge["cost_micro_usd"])]
+
+
+async def test_the_retry_queue_waits_for_writes_the_store_refuses_for_now() -> None:
+    class ReadOnly(MemoryStore):
+        async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+            return [Exception("READONLY You can't write against a read only replica.") for _ in ops]
+
+    stage = make_stage()
+    ops = stage.settle(called(make_ctx(), Usage(prompt_tokens=5, completion_tokens=1)), None, None)
+    stage.settle_failed(make_ctx(), ops, StoreUnavailableError("down"))
+    assert not await stage.retry.send(ReadOnly())  # answered, but took nothing: try again later
+    assert len(stage.retry) == 1 and len(stage.retry.take(1)[0]) == len(ops)

@@ -121,6 +121,14 @@ def test_scopes() -> None:
     assert scope_id("global", alice) == scope_id("global", carol) == "g"
 
 
+def test_key_scope_is_the_keys_identity_not_its_name() -> None:
+    red = Principal(name="app", team="red", key_hash="a" * 64)
+    blue = Principal(name="app", team="blue", key_hash="b" * 64)
+    assert scope_id("key", red) != scope_id("key", blue)
+    renamed = Principal(name="renamed", key_hash="a" * 64)
+    assert scope_id("key", red) == key_scope_id("a" * 64) == scope_id("key", renamed)
+
+
 def test_store_keys_share_a_hash_tag_and_purge_patterns_match_them() -> None:
     import fnmatch
 

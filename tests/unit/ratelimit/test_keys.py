@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
 
 from gateway.auth import Authenticator
 from gateway.config import AuthConfig
-from gateway.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from gateway.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from gateway.metrics import Metrics
 from gateway.ratelimit.keys import KeyRegistry, parse_spec
 from gateway.store.memory import MemoryStore
@@ -55,3 +56,33 @@ def test_authenticator_consults_runtime_keys_after_config_keys() -> None:
 def test_bad_specs_are_400(body: bytes) -> None:
     with pytest.raises(InvalidRequestError):
         parse_spec(body, partial=False)
+
+
+async def test_a_live_keys_name_is_refused_to_another_key_on_every_replica() -> None:
+    store = MemoryStore()
+    a, b = KeyRegistry(store, Metrics()), KeyRegistry(store, Metrics())
+    first, _ = await a.create(parse_spec(b'{"name": "svc", "team": "red"}', partial=False))
+    with pytest.raises(ConflictError) as refused:
+        await b.create(parse_spec(b'{"name": "svc", "team": "blue"}', partial=False))
+    assert refused.value.http_status == 409 and first.id in refused.value.message
+    second, _ = await b.create(parse_spec(b'{"name": "svc-2"}', partial=False))
+    with pytest.raises(ConflictError):
+        await a.update(second.id, {"name": "svc"})
+    await a.revoke(first.id)
+    assert (await b.update(second.id, {"name": "svc"})).name == "svc"
+    await b.create(parse_spec(b'{"name": "svc-2"}', partial=False))  # freed by the rename
+
+
+async def test_two_replicas_creating_one_name_at_once_get_one_key() -> None:
+    """The store's claim decides, even when neither saw the other's key yet."""
+
+    class SlowStore(MemoryStore):
+        async def keys_load(self) -> tuple[int, dict[str, bytes]]:
+            loaded = await super().keys_load()
+            await asyncio.sleep(0.01)  # both replicas have read the records before either saves
+            return loaded
+
+    store = SlowStore()
+    registries = [KeyRegistry(store, Metrics()) for _ in range(2)]
+    outcomes = await asyncio.gather(*(r.create({"name": "race"}) for r in registries), return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes) == ["ConflictError", "tuple"]

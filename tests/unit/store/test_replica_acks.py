@@ -89,7 +89,7 @@ async def test_a_skipped_resend_still_writes_so_its_wait_proves_something(store:
     would be "confirmed" without any replica having them."""
     with pytest.raises(StoreUnavailableError):
         await store.run_batch(writes("c9", 9))
-    marker = store.once_marker(("c9", "u9"))
+    marker = store.once_marker("c9", "usage")
     await store.client.expire(marker, 100)
     with pytest.raises(StoreUnavailableError):
         await store.run_batch(writes("c9", 9))  # every write skipped
