@@ -47,7 +47,7 @@ def send(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
-    if response.status != 200 or (end is not None and end not in data[-400:]):
+    if response.status != 200 or (end is not None and end not in data[-4000:]):
         sys.exit(f"instructions: unexpected answer {response.status}: {data[:300]!r}")
 
 
