@@ -20,6 +20,7 @@ from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "recorded-traffic" / "anthropic"
 KEY = "sk-gw-messages-0123456789abcdef"
 NARROW = "sk-gw-narrow-0123456789abcdef"
+FRUGAL = "sk-gw-frugal-0123456789abcdef"
 PROVIDER_KEY = "sk-ant-provider-secret-0123456789"
 
 CONFIG = """
@@ -27,6 +28,7 @@ auth:
   keys:
     - {{name: app, key: "{key}"}}
     - {{name: narrow, key: "{narrow}", models: [mock], limits: {{rpm: 2}}}}
+    - {{name: frugal, key: "{frugal}", budget: {{usd: 0.01, period: day}}}}
 accounting: {{prices_file: "{prices}"}}
 providers:
   ant: {{type: anthropic, base_url: "{ant}", api_key: "{provider_key}"}}
@@ -84,8 +86,8 @@ def fake_openai() -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def gw(fake_anthropic: tuple[FakeUpstream, Anthropic], fake_openai: FakeUpstream) -> Iterator[GatewayServer]:
-    prices = Path(__file__).resolve().parents[2] / "config" / "prices.yaml"
-    text = CONFIG.format(key=KEY, narrow=NARROW, ant=fake_anthropic[0].url, oai=fake_openai.url,
+    prices = ""  # the price table the gateway ships
+    text = CONFIG.format(key=KEY, narrow=NARROW, frugal=FRUGAL, ant=fake_anthropic[0].url, oai=fake_openai.url,
                          provider_key=PROVIDER_KEY, prices=prices)
     with GatewayServer(text) as server:
         yield server
@@ -308,3 +310,20 @@ def test_usage_of_a_passthrough_stream_is_accounted(gw: GatewayServer,
                 and 'alias="claude"' in line and 'direction="completion"' in line)
     assert float(line.rsplit(" ", 1)[1]) == final.usage.output_tokens
     assert 'gateway_dialect_requests_total{dialect="messages",status_class="2xx"} 1.0' in metrics
+
+
+def test_a_spent_budget_refuses_the_next_call_in_anthropic_words(
+        gw: GatewayServer, fake_anthropic: tuple[FakeUpstream, Anthropic]) -> None:
+    """The budget reservation prices a Messages call at its alias's price (prompt plus max_tokens):
+    within the budget it runs and is charged, then the next one is refused with a 402 billing_error
+    (a 429 would send Claude Code retrying for nothing)."""
+    _, answers = fake_anthropic
+    answers.answers.append("thinking")
+    small = {"max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+    client(gw, FRUGAL).messages.create(model="claude", **small)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        client(gw, FRUGAL).messages.create(model="claude", max_tokens=4096,
+                                           messages=[{"role": "user", "content": "x"}])
+    assert refused.value.status_code == 402
+    assert refused.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+    assert len(answers.answers) == 0  # the refused call never reached the provider
