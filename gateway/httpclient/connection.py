@@ -39,6 +39,10 @@ class HeaderError(ValueError):
         self.name = name
 
 
+class _AfterTheAnswer(Exception):
+    """Another message began after the answer was complete."""
+
+
 class Connection(asyncio.Protocol):
     """Carries one exchange at a time (no pipelining). Between exchanges it is idle: bytes that
     arrive then (an unsolicited 408, a stray answer) make it unusable rather than being read as the
@@ -92,7 +96,11 @@ class Connection(asyncio.Protocol):
             self._fail(ProtocolError("unexpected protocol upgrade"))
             return
         except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
+            if self.complete:  # bytes after the whole answer: the answer stands, the connection goes
+                self.keep_alive = False
+                self.close()
+            else:
+                self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
             return
         if not self.headers_done:
             # llhttp buffers a header line until it ends, so the bound is on bytes received.
@@ -118,6 +126,10 @@ class Connection(asyncio.Protocol):
         return None  # close the transport
 
     # -- httptools callbacks --------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _AfterTheAnswer  # stops the parser: see data_received
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count <= MAX_HEADERS:
@@ -139,6 +151,8 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.error is not None:
+            return
         decoder = self._decoder
         if decoder is not None:
             # Bounded: a few KB of gzip can inflate to gigabytes.
@@ -155,6 +169,8 @@ class Connection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
+        if self.error is not None:
+            return
         if not self.headers_done:
             # The end of an interim answer: forget its headers, parse the next one.
             self._headers = {}
