@@ -192,9 +192,22 @@ class Pool:
         self._slots.release()
         if not self._closed and conn.reusable():
             conn.park(self.idle_timeout)
+            if self._idle and not self._idle[0].alive(time.monotonic()):
+                self._prune()
             self._idle.append(conn)
         else:
             conn.close()
+
+    def _prune(self) -> None:
+        """Checkout takes the newest idle connection, so after a burst the oldest would linger."""
+        now = time.monotonic()
+        alive = []
+        for conn in self._idle:
+            if conn.alive(now):
+                alive.append(conn)
+            else:
+                conn.close()
+        self._idle = alive
 
     def close(self) -> None:
         self._closed = True

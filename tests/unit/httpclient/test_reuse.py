@@ -79,3 +79,34 @@ async def test_a_keep_alive_timeout_from_the_server_shortens_the_idle_time(clien
         for _ in range(2):
             await (await client.request("POST", server.url + "/", {}, b"")).read()
         assert server.connections == 2
+
+
+async def test_expired_idle_connections_are_closed_not_kept() -> None:
+    """After a burst, the connections it opened are closed once expired, though only the newest is
+    ever checked out again."""
+    closed = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal closed
+        while True:
+            try:
+                await server.read_request(reader)
+            except asyncio.IncompleteReadError:
+                closed += 1
+                return
+            await asyncio.sleep(0.05)
+            writer.write(ok(b"{}"))
+            await writer.drain()
+
+    server = RawServer(handler)
+    client = Client(pool_size=8, connect_timeout=2, idle_timeout=0.2)
+    async with server:
+        burst = [client.request("POST", server.url + "/", {}, b"") for _ in range(4)]
+        for response in await asyncio.gather(*burst):
+            await response.read()
+        for _ in range(6):  # steady traffic on the newest connection while the others expire
+            await asyncio.sleep(0.05)
+            await (await client.request("POST", server.url + "/", {}, b"")).read()
+        await asyncio.sleep(0.1)
+        assert (server.connections, closed) == (4, 3)
+    client.close()
