@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
@@ -27,6 +28,7 @@ from gateway.schemas import Operation
 
 log = get_logger("upstream")
 
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 # Seconds between two log lines about one provider's full connection pool.
 POOL_LOG_INTERVAL = 10.0
 
@@ -72,17 +74,21 @@ class _HttpResponse:
     async def chunks(self) -> AsyncIterator[bytes]:
         limit = self._max_event
         pending = 0  # bytes since the last blank line, the end of an SSE event
+        previous = b""
         try:
             async for data in self._response.chunks():
                 if limit:
-                    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\n\r\n")
-                    if lf < 0 and crlf < 0:
-                        pending += len(data)
+                    if pending + len(data) > limit:  # an event may pass the bound: measure each one
+                        largest, pending = _measure_events(previous[-2:], pending, data)
+                        if largest > limit:
+                            raise UpstreamProtocolError(f"Provider '{self._provider}' sent a stream event "
+                                                        f"larger than {limit} bytes (max_event_bytes).")
                     else:
-                        pending = len(data) - max(lf + 2, crlf + 3)
-                    if pending > limit:
-                        raise UpstreamProtocolError(f"Provider '{self._provider}' sent a stream event larger "
-                                                    f"than {limit} bytes (max_event_bytes).")
+                        end = _event_end(data)
+                        if end < 0 and previous:  # a blank line split across two reads
+                            end = _event_end(previous[-2:] + data[:2]) - min(2, len(previous))
+                        pending = pending + len(data) if end < 0 else len(data) - end
+                    previous = data
                 yield data
         except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
             raise _transport_error(exc, self._provider) from None
@@ -91,6 +97,27 @@ class _HttpResponse:
         # An answer not read to its end drops its connection, so an abandoned stream stops the
         # provider generating; one read to the end is already back in the pool.
         self._response.close()
+
+
+def _event_end(data: bytes) -> int:
+    """Where the bytes after the last blank line (LF LF, or CR LF CR LF) of `data` start; -1: none."""
+    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\n\r\n")
+    if lf < 0 and crlf < 0:
+        return -1
+    return max(lf + 2, crlf + 3)
+
+
+def _measure_events(before: bytes, pending: int, data: bytes) -> tuple[int, int]:
+    """The largest event that ends or continues in `data` (`pending` bytes of it came in earlier
+    reads, which ended with `before`), and the bytes after its last blank line."""
+    buffer = before + data
+    largest, carry, start = 0, pending, len(before)
+    for blank in _BLANK_LINE.finditer(buffer):
+        if blank.end() > len(before):  # one wholly in `before` was counted with the earlier read
+            largest = max(largest, carry + blank.end() - start)
+            carry, start = 0, blank.end()
+    rest = carry + len(buffer) - start
+    return max(largest, rest), rest
 
 
 class _PoolWaits:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import OpenAIProvider
 from gateway.errors import InternalError, UpstreamConnectError, UpstreamProtocolError
 from gateway.metrics import Metrics
 from gateway.providers import UpstreamRequest
-from gateway.upstream import HttpClient
+from gateway import httpclient
+from gateway.upstream import HttpClient, _HttpResponse
 from tests.support.rawhttp import RawServer, ok
 
 
@@ -135,3 +139,48 @@ async def test_waits_for_a_full_pool_are_measured_and_logged(caplog: pytest.LogC
     assert sample("gateway_upstream_pool_exhausted_total", {"provider": "busy"}) == 1
     assert sample("gateway_upstream_pool_wait_seconds_count", {"provider": "busy"}) == 1
     assert any(r.message.startswith("upstream connection pool exhausted") for r in caplog.records)
+
+
+class SplitAnswer:
+    """An answer whose body arrives in exactly these reads."""
+
+    status = 200
+    headers = {"content-type": "text/event-stream"}
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for data in self.reads:
+            yield data
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+
+
+async def relay(reads: list[bytes], limit: int) -> bytes:
+    answer = _HttpResponse(cast(httpclient.Response, SplitAnswer(reads)), "p", 1 << 20, limit)
+    return b"".join([d async for d in answer.chunks()])
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(0, 64), min_size=1, max_size=8), crlf=st.booleans(),
+       cuts=st.lists(st.integers(0, 10_000), max_size=12))
+def test_events_within_the_bound_pass_however_the_reads_split(sizes: list[int], crlf: bool, cuts: list[int]) -> None:
+    """Each event is at most 72 bytes (with its blank line); the bound is 72: never tripped, whether a
+    read ends mid-event or in the middle of the blank line."""
+    end = b"\r\n\r\n" if crlf else b"\n\n"
+    events = [b"data: " + b"x" * (size - len(end) + 2 if size >= len(end) else 0) + end for size in sizes]
+    body = b"".join(events)
+    assert all(len(e) <= 72 for e in events)
+    assert asyncio.run(relay(split(body, cuts), 72)) == body
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(0, 10_000), max_size=12))
+def test_an_event_past_the_bound_trips_however_the_reads_split(cuts: list[int]) -> None:
+    body = b"data: ok\n\n" + b"data: " + b"y" * 80 + b"\n\n"
+    with pytest.raises(UpstreamProtocolError):
+        asyncio.run(relay(split(body, cuts), 72))
