@@ -4,6 +4,7 @@ the provider settings that bound an answer."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -12,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import httpclient
 from gateway.config import OpenAIProvider
 from gateway.errors import InternalError, UpstreamConnectError, UpstreamProtocolError
 from gateway.metrics import Metrics
 from gateway.providers import UpstreamRequest
-from gateway import httpclient
 from gateway.upstream import HttpClient, _HttpResponse
 from tests.support.rawhttp import RawServer, ok
 
@@ -157,7 +158,7 @@ class SplitAnswer:
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 async def relay(reads: list[bytes], limit: int) -> bytes:
