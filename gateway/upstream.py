@@ -29,6 +29,7 @@ from gateway.schemas import Operation
 log = get_logger("upstream")
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")
 # Seconds between two log lines about one provider's full connection pool.
 POOL_LOG_INTERVAL = 10.0
 
@@ -83,12 +84,14 @@ class _HttpResponse:
                         if largest > limit:
                             raise UpstreamProtocolError(f"Provider '{self._provider}' sent a stream event "
                                                         f"larger than {limit} bytes (max_event_bytes).")
+                    elif data.endswith(_EVENT_ENDS):  # the usual read: whole events
+                        pending = 0
                     else:
                         end = _event_end(data)
                         if end < 0 and previous:  # a blank line split across two reads
                             end = _event_end(previous[-2:] + data[:2]) - min(2, len(previous))
                         pending = pending + len(data) if end < 0 else len(data) - end
-                    previous = data
+                    previous = data if len(data) > 1 else previous[-1:] + data  # a blank line spans 3 reads
                 yield data
         except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
             raise _transport_error(exc, self._provider) from None

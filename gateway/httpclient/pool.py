@@ -13,7 +13,7 @@ from gateway.httpclient.connection import ConnectError, Connection, HeaderError,
 from gateway.httpclient.dial import Proxy, open_connection, proxy_for
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# Header names already checked (a provider sends the same handful on every request).
+# Header names already checked (a provider sends the same handful on every request); bounded.
 _GOOD_NAMES: set[str] = set()
 
 # Told the seconds a request waited for a free connection, when the pool was full.
@@ -144,11 +144,12 @@ class Pool:
         # Each field has exactly one CR and one LF, its own, and no NUL: nothing can split it.
         if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or "\0" in fields:
             raise HeaderError(next(n for n, v in headers.items() if not _clean(n) or not _clean(v)))
-        for name in headers:
-            if name not in _GOOD_NAMES:
+        if not _GOOD_NAMES.issuperset(headers):
+            for name in headers:
                 if not _TOKEN.fullmatch(name):
                     raise HeaderError(name)
-                _GOOD_NAMES.add(name)
+            if len(_GOOD_NAMES) < 1024:
+                _GOOD_NAMES.update(headers)
         if " " in target or not target.isprintable():
             raise HeaderError(":path")
         head = (f"{method} {self._absolute}{target} HTTP/1.1\r\nhost: {self.host_header}\r\n"
