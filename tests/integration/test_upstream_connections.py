@@ -131,3 +131,26 @@ def test_waiting_for_a_pool_slot_is_not_blamed_on_the_provider() -> None:
         assert 'gateway_upstream_pool_wait_seconds_count{provider="up"} 4.0' in text
         assert 'gateway_routing_circuit_state{deployment="up/x"} 2.0' not in text
         assert len(up.requests) == 6
+
+
+@pytest.mark.parametrize("source", ["provider", "environment"])
+def test_provider_calls_go_through_the_configured_proxy(source: str, monkeypatch: pytest.MonkeyPatch,
+                                                        make_client: Callable[..., openai.OpenAI]) -> None:
+    """The fake upstream plays an HTTP forward proxy: it receives the absolute-form request for an
+    origin that does not resolve, with the proxy credentials, and answers it."""
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeUpstream(openai_echo) as proxy:
+        proxy_url = f"http://gw:s3cret@127.0.0.1:{proxy.port}"
+        settings = {"proxy": proxy_url} if source == "provider" else {}
+        if source == "environment":
+            monkeypatch.setenv("HTTP_PROXY", proxy_url)
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the SDK's own calls to the gateway go direct
+        with GatewayServer(config("http://llm.internal.invalid:8000", {}, **settings)) as gw:
+            client = make_client(gw.url + "/v1")
+            assert client.chat.completions.create(model="m", messages=MSG).choices[0].message.content == \
+                "echo: hello there"
+    (seen,) = proxy.requests
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["host"] == "llm.internal.invalid:8000"
+    assert seen.headers["proxy-authorization"] == "Basic Z3c6czNjcmV0"  # gw:s3cret
