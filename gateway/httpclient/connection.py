@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import time
 import zlib
 from typing import Any
@@ -49,14 +50,14 @@ class Connection(asyncio.Protocol):
     next request's answer."""
 
     __slots__ = ("_body", "_body_size", "_decoder", "_head_bytes", "_header_count", "_headers", "_paused",
-                 "_waiter", "closed", "complete", "error", "framed", "headers_done", "idle", "idle_until",
-                 "keep_alive", "max_decoded", "parser", "status", "transport")
+                 "_waiter", "closed", "complete", "error", "framed", "headers_done", "idle", "idle_since",
+                 "idle_until", "keep_alive", "max_decoded", "parser", "status", "transport")
 
     def __init__(self, max_decoded: int = 32 * 1024 * 1024) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle = False
-        self.idle_until = 0.0
+        self.idle_since = self.idle_until = 0.0
         self.max_decoded = max_decoded
         self._paused = False
         self.reset()
@@ -235,13 +236,26 @@ class Connection(asyncio.Protocol):
         if advertised is not None:
             idle_timeout = min(idle_timeout, advertised - 1.0)
         self.idle = True
-        self.idle_until = time.monotonic() + idle_timeout
+        self.idle_since = time.monotonic()
+        self.idle_until = self.idle_since + idle_timeout
 
     def alive(self, now: float) -> bool:
         """An idle connection that may carry the next request: still open, nothing unexpected
         received, within its idle time."""
         return (not self.closed and self.error is None and now < self.idle_until and self.transport is not None
                 and not self.transport.is_closing())
+
+    def readable(self) -> bool:
+        """Whether the socket has something the event loop has not read yet: after a quiet spell, the
+        end of the connection (the server closed it while idle) may be waiting there."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            ready, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(ready)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -16,6 +16,8 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Header names already checked (a provider sends the same handful on every request); bounded.
 _GOOD_NAMES: set[str] = set()
 
+# Seconds idle after which a connection's socket is checked (one system call) before it is reused.
+PROBE_AFTER_IDLE = 1.0
 # Told the seconds a request waited for a free connection, when the pool was full.
 PoolWaitObserver = Callable[[float], None]
 
@@ -177,7 +179,9 @@ class Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.alive(now):
+            # A server that closes idle connections sooner than it says: after a quiet spell, ask the
+            # socket, as the loop may not have read the close yet (a request on it would be lost).
+            if conn.alive(now) and (now - conn.idle_since < PROBE_AFTER_IDLE or not conn.readable()):
                 conn.reset()
                 return conn
             conn.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 
 import pytest
 
@@ -110,3 +113,36 @@ async def test_expired_idle_connections_are_closed_not_kept() -> None:
         await asyncio.sleep(0.1)
         assert (server.connections, closed) == (4, 3)
     client.close()
+
+
+
+async def test_a_close_the_loop_has_not_read_yet_is_seen_before_reuse(client: Client) -> None:
+    """The server (in a thread of its own) closes the idle connection while the event loop is busy
+    elsewhere: its FIN waits unread in the socket. The client asks the socket before reusing a
+    connection idle this long, instead of sending a request into a closed connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = 0
+
+    def serve() -> None:
+        nonlocal connections
+        for _ in range(2):
+            conn, _ = listener.accept()
+            connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(ok(b"{}"))  # keep-alive claimed
+                time.sleep(0.2)  # then closed while idle
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        assert await (await client.request("POST", url, {}, b"")).read() == b"{}"
+        time.sleep(1.3)  # noqa: ASYNC251 -- the point: a busy loop that does not read the close
+        assert await (await client.request("POST", url, {}, b"")).read() == b"{}"
+        assert connections == 2
+    finally:
+        thread.join(5)
+        listener.close()
