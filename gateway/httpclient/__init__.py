@@ -9,7 +9,8 @@ redirects, request bodies of unknown length. What it does:
 
 - one pool of keep-alive connections per origin, bounded (`pool_size`); an idle connection is
   reused only while it is open, silent, and within its idle time (the provider's `idle_timeout`,
-  shortened by a `Keep-Alive: timeout=` the server sends). A request is never sent twice: once its
+  shortened by a `Keep-Alive: timeout=` the server sends), and after a second idle only when its
+  socket has nothing unread (a close the loop has not seen). A request is never sent twice: once its
   bytes went out, a failure is the caller's (the router counts it as an attempt);
 - request headers checked (no CR, LF or NUL can split one into two); answers' headers bounded in size
   and count, interim 1xx answers skipped; bodies framed by Content-Length, chunked encoding or a clean
