@@ -531,7 +531,7 @@ class LoggingConfig(Strict):
 
 class MetricsConfig(Strict):
     # A scrape must send `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`).
-    bearer_token: SecretStr | None = Field(default=None, description="Bearer token /metrics requires; "
+    bearer_token: Secret | None = Field(default=None, description="Bearer token /metrics requires; "
                                            "unset: /metrics is open.")
     # Key names as label values (team cost/tokens, key budgets). Off: only teams (bounded by the config).
     key_labels: bool = False
