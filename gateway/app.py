@@ -286,7 +286,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     garbage collector once the app has started; an app embedded elsewhere never touches its host."""
     metrics = metrics or Metrics()
     estimated = metrics.estimated_tokens
-    services = Services(metrics=metrics, pool=UpstreamPool(), config_path=config_path,
+    services = Services(metrics=metrics, pool=UpstreamPool(metrics), config_path=config_path,
                         tokens=TokenCounter(on_estimate=lambda name: metrics.child(estimated, name).inc()),
                         max_body_bytes=config.server.max_body_bytes)
 

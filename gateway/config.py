@@ -54,6 +54,23 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+
+def _header_safe(value: object) -> object:
+    """Surrounding whitespace stripped (a secret read from a mounted file ends with a newline); a
+    line break or NUL inside is refused (it would split the HTTP header the value goes into)."""
+    if isinstance(value, str):
+        value = value.strip()
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError("must not contain a line break or NUL")
+    return value
+
+
+_PROXY_URL = re.compile(r"(?i)^(?:http://)?(?:[^/@\s]+@)?(?:\[[0-9a-f:.]+\]|[^/:@\s\[\]]+)(?::\d+)?/?$")
+
+# Configured secrets and header values: they end up in upstream request headers.
+Secret = Annotated[SecretStr, BeforeValidator(_header_safe)]
+HeaderValue = Annotated[str, BeforeValidator(_header_safe)]
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -246,7 +263,7 @@ class ResponsesConfig(Strict):
 class KeyConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     team: str | None = None
-    key: SecretStr | None = None
+    key: Secret | None = None
     key_sha256: str | None = None
     models: list[str] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -287,29 +304,51 @@ class AuthThrottleConfig(Strict):
 class AuthConfig(Strict):
     required: bool = True
     throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
-    master_key: SecretStr | None = None
+    master_key: Secret | None = None
     keys: list[KeyConfig] = Field(default_factory=list)
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
 
 
 class _ProviderBase(Strict):
     base_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
     timeout: Duration = 600.0
     connect_timeout: Duration = 10.0
-    # Size of the provider's keep-alive connection pool.
-    pool_size: Annotated[int, Field(ge=1)] = 256
+    # Connections open at once to the provider, per worker; a request past it waits for a free one
+    # (a metric and a log line say so). Sized for 1,000 concurrent streams per worker with headroom.
+    pool_size: Annotated[int, Field(ge=1)] = 2048
+    # How long an idle keep-alive connection is kept for reuse: under the 5 s after which uvicorn
+    # (vLLM, many OpenAI-compatible servers) closes one. A shorter `Keep-Alive: timeout=` wins.
+    idle_timeout: Annotated[float, Field(ge=0), BeforeValidator(parse_duration)] = 4.0
+    # Forward proxy URL (http://[user:password@]host:port); unset: HTTPS_PROXY / HTTP_PROXY /
+    # NO_PROXY from the environment; "direct": no proxy whatever the environment says.
+    proxy: str | None = None
+    # Largest answer body read whole (after gzip/deflate decoding), and largest single SSE event of a
+    # stream; past either the attempt fails as a bad upstream answer (and may fall back).
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    max_event_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+
+    @field_validator("proxy")
+    @classmethod
+    def _http_proxy(cls, value: str | None) -> str | None:
+        if value is not None and value != "direct" and not _PROXY_URL.match(value):
+            raise ValueError('an http:// proxy URL, or "direct"')
+        return value
     # TLS: a CA bundle to trust instead of the system's, and (for tests against self-signed
     # servers only) whether to verify certificates at all.
     ca_file: str | None = None
     verify_tls: bool = True
 
 
+# The connection settings every HTTP provider shares (gateway.upstream reads these alone).
+ProviderSettings = _ProviderBase
+
+
 class OpenAIProvider(_ProviderBase):
     """OpenAI itself and every OpenAI-compatible server (vLLM, Ollama, Groq, Together, …)."""
 
     type: Literal["openai"]
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     organization: str | None = None
     # Whether the server speaks the OpenAI Responses API (`/responses`), so Responses requests pass
     # through untranslated. Default: true for api.openai.com (no base_url), false for other servers.
@@ -318,33 +357,33 @@ class OpenAIProvider(_ProviderBase):
 
 class AzureProvider(_ProviderBase):
     type: Literal["azure"]
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     # Entra ID bearer token, as an alternative to the api-key header.
-    azure_ad_token: SecretStr | None = None
+    azure_ad_token: Secret | None = None
     api_version: str = "2024-10-21"
 
 
 class AnthropicProvider(_ProviderBase):
     type: Literal["anthropic"]
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     anthropic_version: str = "2023-06-01"
 
 
 class GeminiProvider(_ProviderBase):
     type: Literal["gemini"]
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     # Vertex AI: set these (and a bearer token) instead of an API key.
     vertex_project: str | None = None
     vertex_location: str | None = None
-    access_token: SecretStr | None = None
+    access_token: Secret | None = None
 
 
 class BedrockProvider(_ProviderBase):
     type: Literal["bedrock"]
     region: str = "us-east-1"
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
 
 
 class MockProvider(_ProviderBase):
@@ -492,7 +531,7 @@ class LoggingConfig(Strict):
 
 class MetricsConfig(Strict):
     # A scrape must send `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`).
-    bearer_token: SecretStr | None = Field(default=None, description="Bearer token /metrics requires; "
+    bearer_token: Secret | None = Field(default=None, description="Bearer token /metrics requires; "
                                            "unset: /metrics is open.")
     # Key names as label values (team cost/tokens, key budgets). Off: only teams (bounded by the config).
     key_labels: bool = False

@@ -255,6 +255,16 @@ class UpstreamTimeoutError(GatewayError):
     retryable_default = True
 
 
+class UpstreamPoolTimeoutError(GatewayError):
+    """The deadline passed while the attempt waited for a free connection to the provider (its
+    `pool_size` was reached): the gateway's own congestion, so no mark against the provider."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "upstream_pool_exhausted"
+    retryable_default = True
+
+
 class UpstreamProtocolError(GatewayError):
     """The provider answered something the gateway cannot read (bad JSON, broken stream)."""
 

@@ -210,6 +210,13 @@ class Metrics:
                                    ["deployment"], registry=r, multiprocess_mode="livemax")
         self._circuit_codes: dict[str, int] = {}
         # --- end routing ---
+        # --- upstream pool ---
+        self.pool_wait_seconds = Histogram("gateway_upstream_pool_wait_seconds", "Time requests waited for a free "
+                                           "upstream connection, when the provider's pool was full (pool_size)",
+                                           ["provider"], buckets=LATENCY_BUCKETS, registry=r)
+        self.pool_exhausted = Counter("gateway_upstream_pool_exhausted", "Requests that found the provider's "
+                                      "connection pool full and waited", ["provider"], registry=r)
+        # --- end upstream pool ---
         # --- observability ---
         self.upstream_seconds = Histogram("gateway_upstream_duration_seconds", "Time spent waiting on "
                                           "upstreams per request (all attempts; a stream until its end)",

@@ -10,17 +10,28 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import orjson
 
 from gateway import httpclient
-from gateway.config import MockProvider
-from gateway.errors import UpstreamConnectError, UpstreamProtocolError
+from gateway.config import MockProvider, ProviderSettings
+from gateway.errors import InternalError, UpstreamConnectError, UpstreamProtocolError
+from gateway.logging import get_logger
+from gateway.metrics import Metrics
 from gateway.providers import Provider, UpstreamRequest
 from gateway.providers import mock as mock_answers
 from gateway.schemas import Operation
+
+log = get_logger("upstream")
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")
+# Seconds between two log lines about one provider's full connection pool.
+POOL_LOG_INTERVAL = 10.0
 
 
 class UpstreamResponse(Protocol):
@@ -35,29 +46,52 @@ class UpstreamResponse(Protocol):
 
 
 class UpstreamClient(Protocol):
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+    async def send(self, request: UpstreamRequest, on_slot: Callable[[], None] | None = None) -> UpstreamResponse:
+        """Send `request`; `on_slot` runs when it holds a connection (before, it waited for the pool)."""
+        ...
 
     async def close(self) -> None: ...
 
 
 class _HttpResponse:
-    __slots__ = ("_provider", "_response", "headers", "status")
+    __slots__ = ("_max_body", "_max_event", "_provider", "_response", "headers", "status")
 
-    def __init__(self, response: httpclient.Response, provider: str) -> None:
+    def __init__(self, response: httpclient.Response, provider: str, max_body: int, max_event: int) -> None:
         self._response = response
         self._provider = provider
+        self._max_body = max_body
+        # Binary streams (Bedrock's event stream) have no SSE events to bound.
+        sse = response.headers.get("content-type", "").startswith("text/event-stream")
+        self._max_event = max_event if sse else 0
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
+            return await self._response.read(self._max_body)
         except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
             raise _transport_error(exc, self._provider) from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        limit = self._max_event
+        pending = 0  # bytes since the last blank line, the end of an SSE event
+        previous = b""
         try:
             async for data in self._response.chunks():
+                if limit:
+                    if pending + len(data) > limit:  # an event may pass the bound: measure each one
+                        largest, pending = _measure_events(previous[-2:], pending, data)
+                        if largest > limit:
+                            raise UpstreamProtocolError(f"Provider '{self._provider}' sent a stream event "
+                                                        f"larger than {limit} bytes (max_event_bytes).")
+                    elif data.endswith(_EVENT_ENDS):  # the usual read: whole events
+                        pending = 0
+                    else:
+                        end = _event_end(data)
+                        if end < 0 and previous:  # a blank line split across two reads
+                            end = _event_end(previous[-2:] + data[:2]) - min(2, len(previous))
+                        pending = pending + len(data) if end < 0 else len(data) - end
+                    previous = data if len(data) > 1 else previous[-1:] + data  # a blank line spans 3 reads
                 yield data
         except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
             raise _transport_error(exc, self._provider) from None
@@ -68,23 +102,82 @@ class _HttpResponse:
         self._response.close()
 
 
+def _event_end(data: bytes) -> int:
+    """Where the bytes after the last blank line (LF LF, or CR LF CR LF) of `data` start; -1: none."""
+    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\n\r\n")
+    if lf < 0 and crlf < 0:
+        return -1
+    return max(lf + 2, crlf + 3)
+
+
+def _measure_events(before: bytes, pending: int, data: bytes) -> tuple[int, int]:
+    """The largest event that ends or continues in `data` (`pending` bytes of it came in earlier
+    reads, which ended with `before`), and the bytes after its last blank line."""
+    buffer = before + data
+    largest, carry, start = 0, pending, len(before)
+    for blank in _BLANK_LINE.finditer(buffer):
+        if blank.end() > len(before):  # one wholly in `before` was counted with the earlier read
+            largest = max(largest, carry + blank.end() - start)
+            carry, start = 0, blank.end()
+    rest = carry + len(buffer) - start
+    return max(largest, rest), rest
+
+
+class _PoolWaits:
+    """A provider's full pool: each wait goes to the metrics; a log line at most every
+    POOL_LOG_INTERVAL seconds says how many requests waited since the last one."""
+
+    def __init__(self, provider: str, pool_size: int, metrics: Metrics | None) -> None:
+        self._provider = provider
+        self._pool_size = pool_size
+        self._metrics = metrics
+        self._logged_at = -POOL_LOG_INTERVAL
+        self._waits = 0
+
+    def __call__(self, seconds: float) -> None:
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.child(metrics.pool_wait_seconds, self._provider).observe(seconds)
+            metrics.child(metrics.pool_exhausted, self._provider).inc()
+        self._waits += 1
+        now = time.monotonic()
+        if now - self._logged_at >= POOL_LOG_INTERVAL:
+            log.warning("upstream connection pool exhausted; requests wait for a free connection",
+                        extra={"fields": {"provider": self._provider, "pool_size": self._pool_size,
+                                          "waits": self._waits, "waited_seconds": round(seconds, 3)}})
+            self._logged_at = now
+            self._waits = 0
+
+
 class HttpClient:
     """A keep-alive connection pool per provider (gateway.httpclient), created once per provider."""
 
-    def __init__(self, name: str, pool_size: int, connect_timeout: float, *, ca_file: str | None = None,
-                 verify_tls: bool = True) -> None:
+    def __init__(self, name: str, config: ProviderSettings, metrics: Metrics | None = None) -> None:
         self._name = name
+        self._max_body = config.max_response_bytes
+        self._max_event = config.max_event_bytes
         # Total and first-token deadlines are enforced by the router, which knows the attempt.
-        self._client = httpclient.Client(pool_size=pool_size, connect_timeout=connect_timeout,
-                                         ca_file=ca_file, verify=verify_tls)
+        self._client = httpclient.Client(
+            pool_size=config.pool_size, connect_timeout=config.connect_timeout, idle_timeout=config.idle_timeout,
+            ca_file=config.ca_file, verify=config.verify_tls, proxy=config.proxy,
+            max_decoded=config.max_response_bytes, on_pool_wait=_PoolWaits(name, config.pool_size, metrics))
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, on_slot: Callable[[], None] | None = None) -> UpstreamResponse:
         # Adapters build URLs already encoded (a SigV4 signature covers the exact path): sent as is.
         try:
-            response = await self._client.request(request.method, request.url, request.headers, request.body)
+            response = await self._client.request(request.method, request.url, request.headers, request.body,
+                                                   on_slot)
         except (httpclient.ConnectError, httpclient.ProtocolError) as exc:
             raise _transport_error(exc, self._name) from None
-        return _HttpResponse(response, self._name)
+        except httpclient.HeaderError as exc:
+            # A configured header or key with a line break, or a client value relayed upstream: never
+            # written (it would split into two headers), and not the provider's fault.
+            raise InternalError(f"The request to provider '{self._name}' has a header ({exc.name}) with a "
+                                "line break, NUL or non-latin-1 character; it was not sent.",
+                                code="invalid_upstream_header") from None
+        except ValueError as exc:  # a proxy setting from the environment the client cannot use
+            raise UpstreamConnectError(f"Could not reach provider '{self._name}': {exc}.") from None
+        return _HttpResponse(response, self._name, self._max_body, self._max_event)
 
     async def close(self) -> None:
         self._client.close()
@@ -144,7 +237,9 @@ class MockClient:
         self._config = config
         self._random = random.Random(config.seed)
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, on_slot: Callable[[], None] | None = None) -> UpstreamResponse:
+        if on_slot is not None:
+            on_slot()
         cfg = self._config
         operation = next((op for suffix, op in _OPERATION_BY_SUFFIX.items() if request.url.endswith(suffix)),
                          Operation.CHAT)
@@ -171,7 +266,8 @@ class UpstreamPool:
     """The clients of every configured provider, by provider name. Clients of providers whose
     config did not change are carried over on reload, so their connection pools stay warm."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._clients: dict[str, UpstreamClient] = {}
         self._configs: dict[str, object] = {}
 
@@ -188,7 +284,7 @@ class UpstreamPool:
             asyncio.get_running_loop().call_later(60, _close_later, client)
         for name, provider in providers.items():
             if name not in self._clients:
-                self._clients[name] = _make_client(provider)
+                self._clients[name] = _make_client(provider, self._metrics)
                 self._configs[name] = provider.config
 
     async def close(self) -> None:
@@ -207,9 +303,8 @@ def _close_later(client: UpstreamClient) -> None:
 _background: set[asyncio.Future[None]] = set()
 
 
-def _make_client(provider: Provider) -> UpstreamClient:
+def _make_client(provider: Provider, metrics: Metrics | None) -> UpstreamClient:
     cfg = provider.config
     if isinstance(cfg, MockProvider):
         return MockClient(cfg)
-    return HttpClient(provider.name, cfg.pool_size, cfg.connect_timeout, ca_file=cfg.ca_file,
-                      verify_tls=cfg.verify_tls)
+    return HttpClient(provider.name, cfg, metrics)

@@ -27,6 +27,7 @@ from gateway.errors import (
     ModelNotFoundError,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamPoolTimeoutError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
@@ -64,7 +65,7 @@ def is_retryable(error: GatewayError) -> bool:
 
 def counts_against(error: GatewayError) -> bool:
     """Whether a failure says something about the deployment (statistics, cooldown)."""
-    return is_retryable(error) and not isinstance(error, ContextLengthExceededError)
+    return is_retryable(error) and not isinstance(error, (ContextLengthExceededError, UpstreamPoolTimeoutError))
 
 
 def _overloaded(error: GatewayError) -> bool:
@@ -388,11 +389,14 @@ class Router:
         request, native = _build(ctx, target, stream=False)
         provider.credentials.apply(request)
         started = time.perf_counter()
+        clock: _WireClock | None = None
         try:
-            async with asyncio.timeout(self._send_timeout(target, deadline)):
-                response = await self.pool.client(provider.name).send(request)
+            async with asyncio.timeout(self._send_timeout(target, deadline)) as window:
+                clock = _WireClock(window, None)
+                response = await self.pool.client(provider.name).send(request, clock)
                 body = await response.read()
         except TimeoutError:
+            _raise_if_waiting_for_pool(clock, target)
             raise UpstreamTimeoutError(f"The provider for '{target.id}' did not answer in time.") from None
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
@@ -411,14 +415,13 @@ class Router:
         translator: StreamTranslator = PassthroughStream(dialect(ctx.dialect).usage_reader()) if native else \
             provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
                                                model=target.deployment.model)
-        first_limit = self._send_timeout(target, deadline)
-        if target.ttft_timeout is not None:
-            first_limit = min(first_limit, target.ttft_timeout)
         started = time.perf_counter()
         response: UpstreamResponse | None = None
+        clock: _WireClock | None = None
         try:
-            async with asyncio.timeout(first_limit):
-                response = await self.pool.client(provider.name).send(request)
+            async with asyncio.timeout(self._send_timeout(target, deadline)) as window:
+                clock = _WireClock(window, target.ttft_timeout)
+                response = await self.pool.client(provider.name).send(request, clock)
                 if response.status >= 400:
                     body = await response.read()
                     error = _parse_error(ctx, provider, response.status, body, response.headers, native)
@@ -428,6 +431,7 @@ class Router:
         except TimeoutError:
             if response is not None:
                 response.close()
+            _raise_if_waiting_for_pool(clock, target)
             what = "its first token" if target.ttft_timeout is not None else "an answer"
             raise UpstreamTimeoutError(f"The provider for '{target.id}' did not send {what} in time.") from None
         except BaseException:
@@ -462,6 +466,32 @@ def _parse_error(ctx: RequestContext, provider: Provider, status: int, body: byt
     if native:  # the client speaks this provider's API: it may get the answer as the provider wrote it
         error.native_answer = (ctx.dialect, status, body)
     return error
+
+
+class _WireClock:
+    """Called by the upstream client once the attempt holds a connection: only then does the
+    first-token clock start. Time spent before, waiting for a free connection in the provider's
+    pool, is the gateway's congestion, bounded by the attempt's overall deadline alone."""
+
+    __slots__ = ("on_wire", "ttft", "window")
+
+    def __init__(self, window: asyncio.Timeout, ttft: float | None) -> None:
+        self.window = window
+        self.ttft = ttft
+        self.on_wire = False
+
+    def __call__(self) -> None:
+        self.on_wire = True
+        if self.ttft is not None:
+            first = asyncio.get_running_loop().time() + self.ttft
+            overall = self.window.when()
+            self.window.reschedule(first if overall is None else min(overall, first))
+
+
+def _raise_if_waiting_for_pool(clock: _WireClock | None, target: Target) -> None:
+    if clock is not None and not clock.on_wire:
+        raise UpstreamPoolTimeoutError(f"No connection to the provider for '{target.id}' came free in time "
+                                       "(its pool_size is reached).") from None
 
 
 def _upstream_error(provider: Provider, error: GatewayError) -> GatewayError:

@@ -183,3 +183,39 @@ providers:
     assert "models.gpt-4o.deployments[1].provider: unknown provider 'mokc'; did you mean 'mock'?" in names
     assert "models.other.fallbacks[0]: unknown model alias 'gpt4o'; did you mean 'gpt-4o'?" in names
     assert not any("did you mean" in p for p in problems(BASE + "server: {zzzz: 1}\n", env={"OPENAI_API_KEY": "x"}))
+
+
+def test_secrets_from_mounted_files_lose_their_trailing_newline() -> None:
+    config = parse_config(BASE + 'auth: {master_key: " mk-1\\n", keys: [{name: a, key: "sk-a\\n"}]}\n',
+                          env={"OPENAI_API_KEY": "sk-x\n"})
+    openai_key = config.providers["openai"].api_key  # type: ignore[union-attr]
+    assert openai_key is not None and openai_key.get_secret_value() == "sk-x"
+    assert config.auth.master_key is not None and config.auth.master_key.get_secret_value() == "mk-1"
+    assert config.auth.keys[0].key is not None and config.auth.keys[0].key.get_secret_value() == "sk-a"
+
+
+@pytest.mark.parametrize("value", ["sk-x\r\nx-injected: 1", "sk\nx", "sk\0x"])
+def test_a_secret_or_header_value_with_a_line_break_inside_is_refused(value: str) -> None:
+    listed = problems(BASE, env={"OPENAI_API_KEY": value})
+    assert any(p.endswith("api_key: must not contain a line break or NUL") for p in listed), listed
+    text = BASE.replace('api_key: "${OPENAI_API_KEY}"', 'api_key: k, headers: {x-team: "${OPENAI_API_KEY}"}')
+    listed = problems(text, env={"OPENAI_API_KEY": value})
+    assert any(p.endswith("headers.x-team: must not contain a line break or NUL") for p in listed), listed
+
+
+@pytest.mark.parametrize(("proxy", "accepted"), [
+    ("http://proxy.corp:3128", True), ("proxy.corp:3128", True), ("http://u:p@proxy:8080", True),
+    ("direct", True), ("https://proxy:443", False), ("socks5://proxy:1080", False),
+])
+def test_provider_proxy_setting(proxy: str, accepted: bool) -> None:
+    text = BASE.replace('api_key: "${OPENAI_API_KEY}"', f'api_key: k, proxy: "{proxy}"')
+    if accepted:
+        assert parse_config(text, env={}).providers["openai"].proxy == proxy
+    else:
+        assert any(".proxy: an http:// proxy URL" in p for p in problems(text))
+
+
+def test_connection_defaults() -> None:
+    provider = parse_config(BASE, env={"OPENAI_API_KEY": "k"}).providers["openai"]
+    assert (provider.pool_size, provider.idle_timeout, provider.proxy) == (2048, 4.0, None)
+    assert (provider.max_response_bytes, provider.max_event_bytes) == (32 * 1024 * 1024, 4 * 1024 * 1024)

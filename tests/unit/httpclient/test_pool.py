@@ -4,87 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import shutil
 import ssl
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.httpclient import Client, ConnectError, Pool, ProtocolError
+from tests.support.rawhttp import RawServer, ok
 from tests.support.servers import free_port
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class RawServer:
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> RawServer:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            try:
-                await self.handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        body = await reader.readexactly(length)
-        self.requests.append(head + body)
-        return body
-
-
-def ok(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " + \
-        str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
-
-
-async def keep_alive_echo(server: RawServer) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                body = await server.read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(ok(b'{"echo":' + body + b"}"))
-            await writer.drain()
-    return handler
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    c = Client(pool_size=4, connect_timeout=2)
-    yield c
-    c.close()
 
 
 async def test_content_length_answers_reuse_one_connection(client: Client) -> None:
-    server = RawServer(lambda r, w: asyncio.sleep(0))
-    server.handler = await keep_alive_echo(server)
+    server = RawServer()
     async with server:
         for i in range(3):
             response = await client.request("POST", server.url + "/v1/x?a=1", {"x-k": "v"}, b"%d" % i)
@@ -133,7 +64,7 @@ async def test_body_delimited_by_the_end_of_the_connection(client: Client) -> No
         assert await response.read() == b"part one, part two"
 
 
-async def test_a_closed_idle_connection_is_retried_once_on_a_fresh_one(client: Client) -> None:
+async def test_an_idle_connection_the_server_closed_is_not_reused(client: Client) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)
         writer.write(ok(b"{}"))  # keep-alive claimed, but the server closes right after
@@ -241,17 +172,6 @@ async def test_gzip_and_large_bodies(client: Client) -> None:
         response = await client.request("POST", server.url + "/", {}, b"")
         received = b"".join([chunk async for chunk in response.chunks()])
         assert received == big
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
-    return key, cert
 
 
 async def test_tls_with_a_given_ca(certificate: tuple[Path, Path]) -> None:
