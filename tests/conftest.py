@@ -8,6 +8,8 @@ import openai
 import pytest
 from hypothesis import settings
 
+from tests.support.sdk_clients import close_all
+
 # Property tests judge results, never time: a loaded machine must not fail them (hypothesis's default
 # deadline is 200 ms per example).
 settings.register_profile("gateway", deadline=None)
@@ -15,6 +17,13 @@ settings.load_profile("gateway")
 
 # Exact token counts offline: tiktoken finds the shipped cl100k_base file here.
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).parent / "data" / "tiktoken"))
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """The SDK clients a test made through tests.support.sdk_clients.opened are closed with it."""
+    yield
+    close_all()
 
 
 @pytest.fixture

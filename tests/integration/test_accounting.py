@@ -10,16 +10,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import openai
 import pytest
-import redis
 
 from gateway.cli import main as cli_main
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text, openai_error
 from tests.support.redis_topologies import Servers, cli, wait_for
+from tests.support.scratch_redis import scratch_prefix
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, metrics_show, sse_lines
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -114,18 +113,8 @@ def upstream() -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    prefix = f"t-accounting-{uuid4().hex[:8]}"
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with scratch_prefix("accounting") as prefix:
+        yield prefix
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import openai
@@ -22,6 +21,7 @@ import redis
 from gateway.store.accounting import decode_record, usage_stream_key
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text
 from tests.support.redis_topologies import MISSING, Servers, cli
+from tests.support.scratch_redis import scratch_prefix
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, metrics_show, sse_lines
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -79,18 +79,8 @@ def upstream() -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def shared_prefix() -> Iterator[str]:
-    prefix = f"t-trouble-{uuid4().hex[:8]}"
-    client = redis.Redis.from_url(SHARED_REDIS, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with scratch_prefix("trouble") as prefix:
+        yield prefix
 
 
 @pytest.fixture

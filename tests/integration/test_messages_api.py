@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.openai_fake import openai_echo
+from tests.support.sdk_clients import opened
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "recorded-traffic" / "anthropic"
@@ -93,22 +94,8 @@ def gw(fake_anthropic: tuple[FakeUpstream, Anthropic], fake_openai: FakeUpstream
         yield server
 
 
-OPEN: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    """Every SDK client a test opened is closed with it (an open one's sockets would be collected,
-    with a ResourceWarning, in whichever test runs then)."""
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
 def client(gw: GatewayServer, key: str = KEY) -> anthropic.Anthropic:
-    made = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=60)
-    OPEN.append(made)
-    return made
+    return opened(anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=60))
 
 
 HEADERS = {"anthropic-beta": "interleaved-thinking-2025-05-14,context-management-2025-06-27"}

@@ -19,6 +19,7 @@ import redis
 
 from gateway.config import load_config
 from tests.support.openai_fake import openai_echo
+from tests.support.scratch_redis import scratch_prefix
 from tests.support.servers import FakeUpstream, GatewayServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,18 +48,8 @@ def test_config_check_accepts_it_with_its_environment_and_names_what_is_missing(
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"t-production-{uuid4().hex[:8]}"
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with scratch_prefix("production") as prefix:
+        yield prefix
 
 
 def test_it_serves_with_keys_limits_costs_cache_budgets_and_the_admin_api(

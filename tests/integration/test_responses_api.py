@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from tests.contract.stores import real_redis_up
 from tests.support.openai_fake import openai_echo
+from tests.support.sdk_clients import opened
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
 
 KEY = "sk-gw-responses-0123456789abcdef"
@@ -75,22 +76,8 @@ def gw(upstreams: tuple[FakeUpstream, FakeUpstream]) -> Iterator[GatewayServer]:
         yield server
 
 
-OPEN: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    """Every SDK client a test opened is closed with it (an open one's sockets would be collected,
-    with a ResourceWarning, in whichever test runs then)."""
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
 def client(gw: GatewayServer, key: str = KEY) -> openai.OpenAI:
-    made = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=60)
-    OPEN.append(made)
-    return made
+    return opened(openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=60))
 
 
 def test_create_and_stream_on_the_mock(gw: GatewayServer) -> None:

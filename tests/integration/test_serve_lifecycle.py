@@ -16,14 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import httpx
 import pytest
-import redis
 
 from gateway.app import create_app
 from gateway.config import load_config
+from tests.support.scratch_redis import scratch_prefix
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,18 +42,8 @@ models:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"t-serve-{uuid4().hex[:8]}"
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with scratch_prefix("serve") as prefix:
+        yield prefix
 
 
 def environment() -> dict[str, str]:
