@@ -19,10 +19,10 @@ def openai_stream(terminal: str = "response.completed", text: str = "Hi") -> byt
     """A Responses stream shaped like OpenAI's (compact JSON, `event:` lines)."""
     response: dict[str, Any] = {"id": "resp_1", "object": "response", "status": "in_progress", "output": [],
                                 "usage": None, "error": None}
-    events = [("response.created", {"response": response}),
-              ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0,
-                                              "delta": text}),
-              (terminal, {"response": {**response, "status": terminal.split(".")[1], "usage": USAGE}})]
+    delta = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": text}
+    final = {"response": {**response, "status": terminal.split(".")[1], "usage": USAGE}}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": response}), ("response.output_text.delta", delta), (terminal, final)]
     return b"".join(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields}, separators=(',', ':'))}\n\n".encode()
                     for kind, fields in events)
 
