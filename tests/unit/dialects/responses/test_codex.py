@@ -80,8 +80,9 @@ exporter = "none"
 """)
     env = {**os.environ, "CODEX_HOME": str(home), "GATEWAY_TEST_KEY": "sk-test", "NO_COLOR": "1"}
     assert CODEX is not None
-    return subprocess.run([CODEX, "exec", "--skip-git-repo-check", "Run echo hello-from-tool and tell me what it printed"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    prompt = "Run echo hello-from-tool and tell me what it printed"
+    return subprocess.run([CODEX, "exec", "--skip-git-repo-check", prompt], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
 def test_codex_runs_a_tool_call_and_finishes_the_turn(tmp_path: Path) -> None:
