@@ -82,3 +82,12 @@ def test_usage_from_a_body() -> None:
     assert usage_from_body(json.dumps({"id": "resp_1", "usage": USAGE}).encode()) == EXPECTED
     assert usage_from_body(b'{"id": "resp_1", "usage": null}') is None
     assert usage_from_body(b"not json") is None
+
+
+def test_every_two_piece_split_reads_the_same() -> None:
+    raw = openai_stream()
+    for cut in range(len(raw) + 1):
+        reader = UsageReader()
+        reader.feed(raw[:cut])
+        reader.feed(raw[cut:])
+        assert reader.done and reader.usage == EXPECTED, cut
