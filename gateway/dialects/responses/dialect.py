@@ -14,11 +14,11 @@ import orjson
 from gateway.context import NativeCall, RequestContext, Usage
 from gateway.dialects.base import ParsedCall
 from gateway.dialects.responses.errors import encode_error, failure_object
-from gateway.dialects.responses.request import parse_request
+from gateway.dialects.responses.request import translate
 from gateway.dialects.responses.response import encode_response
 from gateway.dialects.responses.stream import StreamEncoder, new_response_id
 from gateway.dialects.responses.usage import UsageReader, usage_from_body
-from gateway.errors import GatewayError, InvalidRequestError
+from gateway.errors import GatewayError
 from gateway.providers.base import ParsedResponse
 from gateway.schemas import Operation
 
@@ -30,15 +30,10 @@ class ResponsesDialect:
     operation = Operation.CHAT
 
     def parse(self, body: object, headers: Mapping[str, str]) -> ParsedCall:
-        untranslatable: GatewayError | None = None
-        try:
-            canonical = parse_request(body)
-        except InvalidRequestError as exc:
-            if not (exc.param or "").startswith("tools"):
-                raise
-            # An OpenAI-hosted tool (web_search, …): only a deployment that speaks Responses runs it.
-            canonical, untranslatable = parse_request(body, drop_builtin_tools=True), exc
-        assert isinstance(body, dict)  # parse_request refused anything else
+        # What only OpenAI can run (web_search, hosted tool call items, file ids, …) is refused by a
+        # translating deployment only: one that speaks Responses gets the body as sent.
+        canonical, untranslatable = translate(body)
+        assert isinstance(body, dict)  # translate refused anything else
         return ParsedCall(canonical, NativeCall(NAME, body), untranslatable)
 
     def encode_answer(self, answer: ParsedResponse, ctx: RequestContext) -> bytes:

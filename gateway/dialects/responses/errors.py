@@ -41,3 +41,4 @@ def gateway_error_of(body: object) -> GatewayError:
     return UpstreamError(str(fields.get("message") or "The model's answer failed."),
                          status=_STATUS_BY_TYPE.get(error_type, 500), error_type=error_type,
                          code=code if isinstance(code, str) else None)
+

@@ -25,7 +25,8 @@ _ROLES = ("user", "assistant", "system", "developer")
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, *, lenient: bool) -> None:
+        self.lenient = lenient
         self.messages: list[dict[str, Any]] = []
         self.reasoning_text: list[str] = []
         self.blocks: list[dict[str, Any]] = []
@@ -50,9 +51,10 @@ class _Builder:
         message["content"] = (message["content"] or "") + text if text else message["content"]
 
 
-def convert_items(items: list[Any], *, where: str, first: int = 0) -> list[dict[str, Any]]:
-    """`where` names the items in errors (`input`, or `previous_response_id` for stored history)."""
-    builder = _Builder()
+def convert_items(items: list[Any], *, where: str, first: int = 0, lenient: bool = False) -> list[dict[str, Any]]:
+    """`where` names the items in errors (`input`, or `previous_response_id` for stored history).
+    `lenient`: leave out the items and parts the canonical form cannot carry instead of refusing them."""
+    builder = _Builder(lenient=lenient)
     for i, item in enumerate(items, start=first):
         spot = f"{where}[{i}]"
         if not isinstance(item, dict):
@@ -65,10 +67,10 @@ def convert_items(items: list[Any], *, where: str, first: int = 0) -> list[dict[
         elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = _string(item, "call_id", spot)
             builder.messages.append({"role": "tool", "tool_call_id": call_id,
-                                     "content": _output(item.get("output"), f"{spot}.output")})
+                                     "content": _output(item.get("output"), f"{spot}.output", lenient)})
         elif kind == "reasoning":
             _reasoning(builder, item, spot)
-        else:
+        elif not lenient:
             raise InvalidRequestError(
                 f"Invalid value for '{spot}.type': input items of type '{kind}' cannot be sent to this model; "
                 "it takes messages, function and custom tool calls with their outputs, and reasoning items.",
@@ -84,19 +86,21 @@ def _message(builder: _Builder, item: dict[str, Any], spot: str) -> None:
     if role == "assistant":
         message = builder.assistant()
         builder.add_text(message, content if isinstance(content, str) else "".join(
-            part["text"] for part in _parts(content, f"{spot}.content") if part["type"] == "text"))
+            part["text"] for part in _parts(content, f"{spot}.content", builder.lenient) if part["type"] == "text"))
         return
     if isinstance(content, str):
         builder.messages.append({"role": role, "content": content})
         return
-    parts = _parts(content, f"{spot}.content")
+    parts = _parts(content, f"{spot}.content", builder.lenient)
+    if not parts:
+        return
     if role != "user" and all(part["type"] == "text" and len(part) == 2 for part in parts):
         builder.messages.append({"role": role, "content": "".join(part["text"] for part in parts)})
     else:
         builder.messages.append({"role": role, "content": parts})
 
 
-def _parts(content: object, where: str) -> list[dict[str, Any]]:
+def _parts(content: object, where: str, lenient: bool) -> list[dict[str, Any]]:
     if not isinstance(content, list):
         raise _invalid(where, "expected a string or an array of content parts")
     out = []
@@ -104,7 +108,12 @@ def _parts(content: object, where: str) -> list[dict[str, Any]]:
         spot = f"{where}[{j}]"
         if not isinstance(part, dict):
             raise _invalid(spot, "expected a content part object")
-        converted = _part(part, spot)
+        try:
+            converted = _part(part, spot)
+        except InvalidRequestError as error:
+            if lenient and error.code == "unsupported_value":
+                continue
+            raise
         if "cache_control" in part:
             converted["cache_control"] = part["cache_control"]
         out.append(converted)
@@ -151,10 +160,10 @@ def _call(builder: _Builder, item: dict[str, Any], spot: str, *, custom: bool) -
     builder.assistant().setdefault("tool_calls", []).append(call)
 
 
-def _output(output: object, where: str) -> str | list[dict[str, Any]]:
+def _output(output: object, where: str, lenient: bool) -> str | list[dict[str, Any]]:
     if isinstance(output, str):
         return output
-    return _parts(output, where)
+    return _parts(output, where, lenient)
 
 
 def _reasoning(builder: _Builder, item: dict[str, Any], spot: str) -> None:

@@ -32,18 +32,38 @@ _STATEFUL = {
 _PASSED = ("user", "safety_identifier", "service_tier", "prompt_cache_key")
 
 
+# The refusals that only matter when the request is translated: a deployment that speaks Responses
+# takes the body as sent.
+UNTRANSLATABLE = frozenset({"unsupported_tool_type", "unsupported_input_item", "unsupported_value",
+                            "unsupported_parameter"})
+
+
+def translate(body: object, history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any],
+                                                                                    InvalidRequestError | None]:
+    """The canonical request, and the 400 a translating deployment must answer when the body holds
+    something the canonical form cannot carry (the canonical request then leaves it out, so the call
+    can still be routed, counted and passed through to a deployment that speaks Responses)."""
+    try:
+        return parse_request(body, history), None
+    except InvalidRequestError as error:
+        if error.code not in UNTRANSLATABLE:
+            raise
+        return parse_request(body, history, drop_builtin_tools=True), error
+
+
 def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
                   drop_builtin_tools: bool = False) -> dict[str, Any]:
     """`history`: the items of the conversation so far (each stored turn's input then output items,
-    oldest first), prepended to `input`. `drop_builtin_tools`: leave out OpenAI-hosted tools
-    (`web_search`, …) instead of refusing them."""
+    oldest first), prepended to `input`. `drop_builtin_tools`: leave out what only OpenAI's platform
+    can run or resolve (hosted tools such as Codex's default `web_search`, their call items, file ids
+    and URLs, OpenAI-side state options) instead of refusing it."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _missing("model") if model is None else _invalid("model", "expected a non-empty string")
     for name, what in _STATEFUL.items():
-        if body.get(name) not in (None, False):
+        if body.get(name) not in (None, False) and not drop_builtin_tools:
             raise InvalidRequestError(f"The gateway does not support {what} ('{name}').",
                                       code="unsupported_parameter", param=name)
     tools, names = convert_tools(body.get("tools"), drop_builtin=drop_builtin_tools)
@@ -55,8 +75,8 @@ def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
         if instructions:
             messages.append({"role": "system", "content": instructions})
     if history:
-        messages += convert_items(history, where="previous_response_id")
-    messages += _input(body.get("input"))
+        messages += convert_items(history, where="previous_response_id", lenient=drop_builtin_tools)
+    messages += _input(body.get("input"), drop_builtin_tools)
     if not any(message["role"] != "system" for message in messages):
         raise _missing("input")
     out: dict[str, Any] = {"model": model, "messages": messages}
@@ -69,7 +89,12 @@ def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
             out["stream_options"] = {"include_usage": True}
     if tools:
         out["tools"] = tools
-        choice = convert_tool_choice(body.get("tool_choice"), names)
+        try:
+            choice = convert_tool_choice(body.get("tool_choice"), names)
+        except InvalidRequestError as error:
+            if not (drop_builtin_tools and error.code in UNTRANSLATABLE):
+                raise
+            choice = None
         if choice is not None:
             out["tool_choice"] = choice
     elif body.get("tool_choice") == "none":
@@ -83,14 +108,14 @@ def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
     return validate_request(Operation.CHAT, out)
 
 
-def _input(value: object) -> list[dict[str, Any]]:
+def _input(value: object, lenient: bool) -> list[dict[str, Any]]:
     if value is None:
         return []
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
         raise _invalid("input", "expected a string or an array of input items")
-    return convert_items(value, where="input")
+    return convert_items(value, where="input", lenient=lenient)
 
 
 def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
