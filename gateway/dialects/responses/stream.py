@@ -8,8 +8,9 @@ and always one terminal event with the full final object: `response.completed`, 
 Every event carries its `type` (also as the SSE `event:` line) and a `sequence_number` from 0.
 
 Items open in the order their content arrives: reasoning (summary parts; one part per thinking block,
-whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), then tool
-calls, which stay open until the model's turn ends since their argument deltas may interleave. Custom
+whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), and tool
+calls. Reasoning and message items close when another item opens; tool calls stay open until the
+model's turn ends, since their argument deltas may come interleaved with anything else. Custom
 tool calls cannot split their text out of half-received JSON arguments, so their input goes out whole
 when they close."""
 
@@ -174,7 +175,6 @@ class StreamEncoder:
     def _reasoning(self) -> _Reasoning:
         if not isinstance(self._open, _Reasoning):
             self._close_open("completed")
-            self._close_calls()
             self._open = _Reasoning(self._ids("rs"), len(self._output))
             self._output.append({})
             self._emit("response.output_item.added", output_index=self._open.index,
@@ -218,7 +218,6 @@ class StreamEncoder:
         item = self._open
         if not isinstance(item, _Message):
             self._close_open("completed")
-            self._close_calls()
             item = self._open = _Message(self._ids("msg"), len(self._output))
             self._output.append({})
             self._emit("response.output_item.added", output_index=item.index,

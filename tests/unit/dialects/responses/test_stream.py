@@ -173,3 +173,65 @@ def test_the_event_line_and_sequence_numbers_frame_every_event() -> None:
         head, data = block.split(b"\n")
         event = json.loads(data.removeprefix(b"data: "))
         assert head == b"event: " + event["type"].encode()
+
+
+def _delta(choice: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up-model",
+            "choices": [{"index": 0, **choice}]}
+
+
+@st.composite
+def interleaved(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[int, str], str]:
+    """Canonical chunks in any order the extensions allow: reasoning, signatures, text, refusals and
+    tool call deltas interleaved (argument pieces of several calls mixed). Returns the chunks, each
+    call's whole arguments by index, and the whole text."""
+    out: list[dict[str, Any]] = []
+    arguments: dict[int, str] = {}
+    text = ""
+    piece = st.text(min_size=1, max_size=5)
+    for kind in draw(st.lists(st.sampled_from(["reason", "sign", "redact", "text", "refuse", "call", "args"]),
+                              max_size=25)):
+        if kind == "reason":
+            out.append(_delta({"delta": {"reasoning_content": draw(piece)}}))
+        elif kind == "sign":
+            out.append(_delta({"delta": {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "s"}]}}))
+        elif kind == "redact":
+            out.append(_delta({"delta": {"thinking_blocks": [{"type": "redacted_thinking", "data": draw(piece)}]}}))
+        elif kind == "text":
+            chunk = draw(piece)
+            text += chunk
+            out.append(_delta({"delta": {"content": chunk}}))
+        elif kind == "refuse":
+            out.append(_delta({"delta": {"refusal": draw(piece)}}))
+        elif kind == "call" or not arguments:
+            index = len(arguments)
+            arguments[index] = ""
+            name = draw(st.sampled_from(["get_weather", "apply_patch", "agents__spawn"]))
+            out.append(_delta({"delta": {"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                                                         "function": {"name": name, "arguments": ""}}]}}))
+        else:
+            index = draw(st.sampled_from(sorted(arguments)))
+            chunk = draw(piece)
+            arguments[index] += chunk
+            out.append(_delta({"delta": {"tool_calls": [{"index": index, "function": {"arguments": chunk}}]}}))
+    out.append(_delta({"delta": {}, "finish_reason": draw(st.sampled_from(["stop", "tool_calls", "length"]))}))
+    return out, arguments, text
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(interleaved())
+def test_interleaved_canonical_deltas_give_a_grammatical_stream(case: tuple[list[dict[str, Any]], dict[int, str],
+                                                                            str]) -> None:
+    canonical, arguments, text = case
+    encoder = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
+    stream = events(encoder.feed(sse(canonical)) + encoder.finish())
+    for event in stream:
+        SDK_EVENT.validate_python(event)
+    final = check_stream(stream)
+    texts = [part["text"] for item in final["output"] if item["type"] == "message"
+             for part in item["content"] if part["type"] == "output_text"]
+    assert "".join(texts) == text
+    calls = {item["call_id"]: item for item in final["output"] if item["type"] in ("function_call", "custom_tool_call")}
+    for index, whole in arguments.items():
+        item = calls[f"call_{index}"]
+        assert item.get("arguments", whole) == whole
