@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from gateway.config import ResponsesConfig
 from gateway.conversations import records
 from gateway.errors import (
     InvalidRequestError,
@@ -45,6 +46,11 @@ class Conversations:
         self.max_response_bytes = max_response_bytes
         self.max_chain = max_chain
         self.max_history_bytes = max_history_bytes
+
+    @classmethod
+    def from_config(cls, store: ConversationOps, config: ResponsesConfig) -> Conversations:
+        return cls(store, ttl=config.ttl, max_response_bytes=config.max_response_bytes, max_chain=config.max_chain,
+                   max_history_bytes=config.max_history_bytes)
 
     async def put(self, owner: str, response: dict[str, Any], input_value: object) -> None:
         """Store `response` with the request's `input` (as sent: a string or items). Raises

@@ -11,9 +11,7 @@ from tests.support.canonical import Call, Turn, chunks, completion, sse
 
 
 def conversations() -> Conversations:
-    settings = GatewayConfig().responses
-    return Conversations(MemoryStore(), ttl=settings.ttl, max_response_bytes=settings.max_response_bytes,
-                         max_chain=settings.max_chain, max_history_bytes=settings.max_history_bytes)
+    return Conversations.from_config(MemoryStore(), GatewayConfig().responses)
 
 
 async def test_a_tool_turn_continues_from_the_stored_response() -> None:
