@@ -219,3 +219,11 @@ def test_connection_defaults() -> None:
     provider = parse_config(BASE, env={"OPENAI_API_KEY": "k"}).providers["openai"]
     assert (provider.pool_size, provider.idle_timeout, provider.proxy) == (2048, 4.0, None)
     assert (provider.max_response_bytes, provider.max_event_bytes) == (32 * 1024 * 1024, 4 * 1024 * 1024)
+
+
+def test_stored_responses_settings() -> None:
+    assert parse_config(BASE, env={"OPENAI_API_KEY": "k"}).responses.ttl == 86400.0
+    config = parse_config(BASE + "responses: {ttl: 2h, max_response_bytes: 1048576}\n", env={"OPENAI_API_KEY": "k"})
+    assert (config.responses.ttl, config.responses.max_response_bytes) == (7200.0, 1048576)
+    with pytest.raises(ConfigError, match="responses"):
+        parse_config(BASE + "responses: {max_chain: 0}\n", env={"OPENAI_API_KEY": "k"})
