@@ -166,3 +166,15 @@ def test_bad_input_names_the_field(body: dict[str, Any], param: str, code: str) 
 def test_not_an_object() -> None:
     with pytest.raises(InvalidRequestError, match="JSON object"):
         parse_request([1])
+
+
+@pytest.mark.parametrize("run", ["run", "run_streamed"])
+def test_agents_sdk_tool_round_trip(run: str) -> None:
+    first = parse_request(captured(f"openai-agents/{run}_turn1.json"))
+    assert [m["role"] for m in first["messages"]] == ["system", "user"]
+    assert first["tools"][0]["function"]["strict"] is True
+    second = parse_request(captured(f"openai-agents/{run}_turn2_tool_output.json"))
+    assistant, tool = second["messages"][2:]
+    assert assistant["thinking_blocks"] == [{"type": "thinking", "thinking": "Use the tool.", "signature": "sig"}]
+    assert assistant["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    assert tool == {"role": "tool", "tool_call_id": "call_w", "content": "sunny in Paris"}
