@@ -179,3 +179,18 @@ async def test_the_embedded_store_expires_records() -> None:
     assert await convs.get("resp_1", "key-a") is None
     with pytest.raises(PreviousResponseNotFoundError):
         await convs.history("resp_1", "key-a")
+
+
+async def test_the_embedded_store_evicts_the_oldest_unused_records_past_its_byte_bound() -> None:
+    store = MemoryStore()
+    store.conversation_max_bytes = 3000
+    convs = conversations(store)
+    await convs.put("key-a", response("resp_chain1"), "a" * 300)
+    await convs.put("key-a", response("resp_idle"), "b" * 300)
+    await convs.put("key-a", response("resp_chain2", "resp_chain1"), "c" * 300)
+    await convs.put("key-a", response("resp_new"), "d" * 900)
+    assert await convs.get("resp_idle", "key-a") is None  # the oldest not renewed by a later turn
+    assert len(await convs.history("resp_chain2", "key-a")) == 4
+    assert await convs.delete("resp_new", "key-a")
+    assert store.__dict__["_conversation_total"] == sum(
+        len(value) for value, _ in store.__dict__["_conversation_records"].values())
