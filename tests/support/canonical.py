@@ -15,6 +15,11 @@ class Call:
     call_id: str
     name: str
     pieces: list[str]
+    signature: str | None = None  # a Gemini thought signature (`extra_content`)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"extra_content": {"google": {"thought_signature": self.signature}}} if self.signature else {}
 
     @property
     def arguments(self) -> str:
@@ -59,7 +64,7 @@ def chunks(turn: Turn, *, usage: bool = True) -> list[dict[str, Any]]:
     out += [chunk({"refusal": piece}) for piece in turn.refusal]
     for i, call in enumerate(turn.calls):
         out.append(chunk({"tool_calls": [{"index": i, "id": call.call_id, "type": "function",
-                                          "function": {"name": call.name, "arguments": ""}}]}))
+                                          "function": {"name": call.name, "arguments": ""}, **call.extra}]}))
         out += [chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}) for piece in call.pieces]
     out.append(chunk({}, turn.finish))
     if usage:
@@ -77,7 +82,8 @@ def completion(turn: Turn) -> dict[str, Any]:
         message["refusal"] = "".join(turn.refusal)
     if turn.calls:
         message["tool_calls"] = [{"id": c.call_id, "type": "function",
-                                  "function": {"name": c.name, "arguments": c.arguments}} for c in turn.calls]
+                                  "function": {"name": c.name, "arguments": c.arguments}, **c.extra}
+                                 for c in turn.calls]
     return {**BASE, "object": "chat.completion",
             "choices": [{"index": 0, "message": message, "finish_reason": turn.finish}], "usage": turn.usage}
 

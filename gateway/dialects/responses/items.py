@@ -7,7 +7,8 @@
   text) in a row merge into one assistant message, as one model turn is one Chat message.
 - `function_call_output` / `custom_tool_call_output` → `tool` messages.
 - `reasoning` items → `reasoning_content` (their summary) and `thinking_blocks` (from the gateway's
-  own `encrypted_content`, see reasoning.py) on the next assistant message.
+  own `encrypted_content`, see reasoning.py) on the next assistant message; the Gemini thought
+  signatures it carries go back on their tool calls (`extra_content`).
 Anything else (OpenAI-hosted tool calls, item references) cannot be carried: a 400 naming the item.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.dialects.responses.reasoning import decode_blocks
+from gateway.dialects.responses.reasoning import decode_reasoning
 from gateway.dialects.responses.tools import canonical_name
 from gateway.errors import InvalidRequestError
 
@@ -30,6 +31,7 @@ class _Builder:
         self.messages: list[dict[str, Any]] = []
         self.reasoning_text: list[str] = []
         self.blocks: list[dict[str, Any]] = []
+        self.signatures: dict[str, str] = {}
 
     def assistant(self) -> dict[str, Any]:
         """The assistant message the next piece of a model turn belongs to."""
@@ -75,6 +77,12 @@ def convert_items(items: list[Any], *, where: str, first: int = 0, lenient: bool
                 f"Invalid value for '{spot}.type': input items of type '{kind}' cannot be sent to this model; "
                 "it takes messages, function and custom tool calls with their outputs, and reasoning items.",
                 code="unsupported_input_item", param=f"{spot}.type")
+    if builder.signatures:
+        for message in builder.messages:
+            for call in message.get("tool_calls") or ():
+                signature = builder.signatures.get(call["id"])
+                if signature is not None:
+                    call["extra_content"] = {"google": {"thought_signature": signature}}
     return builder.messages
 
 
@@ -171,9 +179,10 @@ def _reasoning(builder: _Builder, item: dict[str, Any], spot: str) -> None:
              and isinstance(part.get("text"), str)]
     texts += [part["text"] for part in item.get("content") or () if isinstance(part, dict)
               and part.get("type") == "reasoning_text" and isinstance(part.get("text"), str)]
-    blocks = decode_blocks(item.get("encrypted_content"), f"{spot}.encrypted_content")
-    if blocks:
-        builder.blocks.extend(blocks)
+    carried = decode_reasoning(item.get("encrypted_content"), f"{spot}.encrypted_content")
+    if carried is not None:
+        builder.blocks.extend(carried[0])
+        builder.signatures.update(carried[1])
     if texts:
         builder.reasoning_text.append("\n\n".join(texts))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.dialects.responses.reasoning import encode_blocks
+from gateway.dialects.responses.reasoning import encode_reasoning
 from gateway.dialects.responses.tools import ToolMap, convert_tools
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -105,12 +105,21 @@ def base_response(request: dict[str, Any], *, response_id: str, created_at: int,
     }
 
 
-def reasoning_item(item_id: str, text: str, blocks: list[dict[str, Any]], *, keep: bool) -> dict[str, Any]:
+def reasoning_item(item_id: str, text: str, blocks: list[dict[str, Any]], signatures: dict[str, str], *,
+                   keep: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"id": item_id, "type": "reasoning",
                             "summary": [{"type": "summary_text", "text": text}] if text else []}
-    if blocks and keep:
-        item["encrypted_content"] = encode_blocks(blocks)
+    if (blocks or signatures) and keep:
+        item["encrypted_content"] = encode_reasoning(blocks, signatures)
     return item
+
+
+def thought_signature(call: dict[str, Any]) -> str | None:
+    """A canonical tool call's Gemini thought signature (`extra_content.google.thought_signature`)."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) else None
 
 
 def text_part(text: str) -> dict[str, Any]:
@@ -140,8 +149,11 @@ def encode_response(completion: dict[str, Any], request: dict[str, Any], *, resp
     output: list[dict[str, Any]] = response["output"]
     reasoning_text = message.get("reasoning_content") or ""
     blocks = message.get("thinking_blocks") or []
-    if reasoning_text or blocks:
-        output.append(reasoning_item(ids("rs"), reasoning_text, blocks, keep=keeps_reasoning(request)))
+    calls = message.get("tool_calls") or []
+    keep = keeps_reasoning(request)
+    signatures = {call.get("id"): signature for call in calls if (signature := thought_signature(call))}
+    if reasoning_text or blocks or (signatures and keep):
+        output.append(reasoning_item(ids("rs"), reasoning_text, blocks, signatures, keep=keep))
     content, refusal = message.get("content"), message.get("refusal")
     if content or refusal:
         parts = [text_part(content)] if content else []
@@ -149,7 +161,6 @@ def encode_response(completion: dict[str, Any], request: dict[str, Any], *, resp
             parts.append({"type": "refusal", "refusal": refusal})
         output.append({"id": ids("msg"), "type": "message", "status": item_status, "role": "assistant",
                        "content": parts})
-    calls = message.get("tool_calls") or []
     if calls:
         names = tool_map(request)
         output.extend(call_item(ids("fc"), call, names, status="completed") for call in calls)

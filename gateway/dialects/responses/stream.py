@@ -22,13 +22,14 @@ from typing import Any
 import orjson
 
 from gateway.dialects.responses.errors import failure_object, gateway_error_of
-from gateway.dialects.responses.reasoning import encode_blocks
+from gateway.dialects.responses.reasoning import encode_reasoning
 from gateway.dialects.responses.response import (
     ItemIds,
     base_response,
     keeps_reasoning,
     status_of,
     text_part,
+    thought_signature,
     tool_map,
     usage_object,
 )
@@ -57,6 +58,7 @@ class _Call:
     def __init__(self, item: dict[str, Any], index: int) -> None:
         self.item, self.index = item, index
         self.arguments: list[str] = []
+        self.signature: str | None = None
 
 
 class StreamEncoder:
@@ -269,6 +271,7 @@ class StreamEncoder:
             call = self._calls[position] = _Call(item, len(self._output))
             self._output.append({})
             self._emit("response.output_item.added", output_index=call.index, item=dict(call.item))
+        call.signature = thought_signature(delta) or call.signature
         piece = function.get("arguments")
         if piece:
             call.arguments.append(piece)
@@ -283,7 +286,7 @@ class StreamEncoder:
             done: dict[str, Any] = {"id": item.id, "type": "reasoning",
                                     "summary": [{"type": "summary_text", "text": text} for text in item.parts]}
             if item.blocks and self._keep:
-                done["encrypted_content"] = encode_blocks(item.blocks)
+                done["encrypted_content"] = encode_reasoning(item.blocks)
         elif isinstance(item, _Message):
             self._close_part(item)
             done = {"id": item.id, "type": "message", "status": status, "role": "assistant",
@@ -294,6 +297,7 @@ class StreamEncoder:
         self._emit("response.output_item.done", output_index=item.index, item=done)
 
     def _close_calls(self, status: str = "completed") -> None:
+        signatures = {call.item["call_id"]: call.signature for call in self._calls.values() if call.signature}
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             item, arguments = call.item, "".join(call.arguments)
             full = self._names.call_item(self._canonical_name(item), arguments)
@@ -310,6 +314,15 @@ class StreamEncoder:
             self._output[call.index] = done
             self._emit("response.output_item.done", output_index=call.index, item=done)
         self._calls.clear()
+        if signatures and self._keep:
+            # The signatures arrive with the calls, after the turn's reasoning item closed: a reasoning
+            # item of their own carries them (see reasoning.py).
+            carrier = {"id": self._ids("rs"), "type": "reasoning", "summary": [],
+                       "encrypted_content": encode_reasoning([], signatures)}
+            self._output.append(carrier)
+            index = len(self._output) - 1
+            self._emit("response.output_item.added", output_index=index, item={**carrier})
+            self._emit("response.output_item.done", output_index=index, item=carrier)
 
     def _canonical_name(self, item: dict[str, Any]) -> str:
         namespace = item.get("namespace")

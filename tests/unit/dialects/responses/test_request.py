@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.dialects.responses import parse_request
-from gateway.dialects.responses.reasoning import encode_blocks
+from gateway.dialects.responses.reasoning import encode_reasoning
 from gateway.errors import InvalidRequestError
 
 CLIENTS = Path(__file__).resolve().parents[3] / "data" / "clients"
@@ -78,7 +78,7 @@ def test_history_goes_first_and_gateway_reasoning_comes_back_as_blocks() -> None
     history: list[dict[str, Any]] = [
         {"type": "message", "id": "msg_a", "role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
         {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Need a tool."}],
-         "encrypted_content": encode_blocks(blocks)},
+         "encrypted_content": encode_reasoning(blocks)},
         {"type": "message", "id": "msg_b", "role": "assistant", "status": "completed",
          "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
         {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "weather", "arguments": "{}"},

@@ -5,7 +5,7 @@ from typing import Any
 from openai.types.responses import Response
 
 from gateway.dialects.responses import encode_response, parse_request
-from gateway.dialects.responses.reasoning import decode_blocks
+from gateway.dialects.responses.reasoning import decode_reasoning
 from tests.support.canonical import Call, Turn, completion
 
 TOOLS = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}, "strict": False},
@@ -47,7 +47,7 @@ def test_output_items_in_order_with_usage() -> None:
     out = encode(turn, tools=TOOLS, include=["reasoning.encrypted_content"], store=False)
     reasoning, message, lookup, patch = out["output"]
     assert reasoning["id"].startswith("rs_") and reasoning["summary"] == [{"type": "summary_text", "text": "Hmm."}]
-    assert decode_blocks(reasoning["encrypted_content"], "x") == turn.blocks
+    assert decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})
     assert message == {"id": message["id"], "type": "message", "status": "completed", "role": "assistant",
                        "content": [{"type": "output_text", "text": "Let me check.", "annotations": [],
                                     "logprobs": []}]}
@@ -82,3 +82,15 @@ def test_the_output_goes_back_as_input() -> None:
     assert again["messages"][0] == {
         "role": "assistant", "content": "Calling.", "reasoning_content": "Plan.", "thinking_blocks": turn.blocks,
         "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]}
+
+
+def test_a_gemini_thought_signature_is_kept_in_the_reasoning_item() -> None:
+    turn = Turn(calls=[Call("call_1", "lookup", ["{}"], signature="sig-g")], finish="tool_calls")
+    out = encode(turn, tools=TOOLS)
+    reasoning, call = out["output"]
+    assert call["type"] == "function_call" and reasoning["summary"] == []
+    assert decode_reasoning(reasoning["encrypted_content"], "x") == ([], {"call_1": "sig-g"})
+    again = parse_request({"model": "alias", "tools": TOOLS, "input": [
+        *out["output"], {"type": "function_call_output", "call_id": "call_1", "output": "found"}]})
+    assert again["messages"][0]["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "sig-g"}}
+    assert [item["type"] for item in encode(turn, tools=TOOLS, store=False)["output"]] == ["function_call"]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from openai.types.responses import ResponseStreamEvent
 
 from gateway.dialects.responses import StreamEncoder, parse_request
-from gateway.dialects.responses.reasoning import decode_blocks
+from gateway.dialects.responses.reasoning import decode_reasoning
 from gateway.errors import RateLimitError, UpstreamTimeoutError
 from tests.support.canonical import Call, Turn, chunks, events, sse
 from tests.unit.dialects.responses.grammar import check_stream
@@ -60,7 +60,7 @@ def test_reasoning_then_calls_round_trip_their_blocks() -> None:
     final = check_stream(encode(turn))
     reasoning, weather, patch, spawn = final["output"]
     assert reasoning["summary"] == [{"type": "summary_text", "text": "Let me look."}]
-    assert decode_blocks(reasoning["encrypted_content"], "x") == turn.blocks
+    assert decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})
     assert (weather["type"], weather["call_id"], weather["arguments"]) == ("function_call", "call_a",
                                                                            '{"city":"Paris"}')
     assert (patch["type"], patch["name"], patch["input"]) == ("custom_tool_call", "apply_patch", "*** Begin Patch")
@@ -79,7 +79,7 @@ def test_encrypted_content_is_left_out_unless_asked_or_stored() -> None:
     unasked = check_stream(encode(turn, {**REQUEST, "include": []}))
     assert "encrypted_content" not in unasked["output"][0]
     stored = check_stream(encode(turn, {**REQUEST, "include": [], "store": True}))
-    assert decode_blocks(stored["output"][0]["encrypted_content"], "x") == turn.blocks
+    assert decode_reasoning(stored["output"][0]["encrypted_content"], "x") == (turn.blocks, {})
 
 
 def test_length_and_content_filter_end_incomplete() -> None:
@@ -235,3 +235,24 @@ def test_interleaved_canonical_deltas_give_a_grammatical_stream(case: tuple[list
     for index, whole in arguments.items():
         item = calls[f"call_{index}"]
         assert item.get("arguments", whole) == whole
+
+
+def test_gemini_thought_signatures_ride_on_a_reasoning_item_and_come_back_on_their_calls() -> None:
+    turn = Turn(calls=[Call("call_g", "get_weather", ['{"city":"Rome"}'], signature="c2lnLWdlbQ=="),
+                       Call("call_h", "get_weather", ["{}"])], finish="tool_calls")
+    stream = encode(turn)
+    for event in stream:
+        SDK_EVENT.validate_python(event)
+    final = check_stream(stream)
+    first, second, carrier = final["output"]
+    assert (first["type"], second["type"], carrier["type"]) == ("function_call", "function_call", "reasoning")
+    assert "extra_content" not in first  # clients drop unknown fields of call items anyway
+    assert decode_reasoning(carrier["encrypted_content"], "x") == ([], {"call_g": "c2lnLWdlbQ=="})
+    results = [{"type": "function_call_output", "call_id": c, "output": "ok"} for c in ("call_g", "call_h")]
+    again = parse_request({**REQUEST, "input": [*final["output"], *results]})
+    calls = again["messages"][0]["tool_calls"]
+    assert calls[0]["extra_content"] == {"google": {"thought_signature": "c2lnLWdlbQ=="}}
+    assert "extra_content" not in calls[1]
+    # Nothing to carry when the response is neither stored nor asked for its encrypted content.
+    unkept = check_stream(encode(turn, {**REQUEST, "include": [], "store": False}))
+    assert [item["type"] for item in unkept["output"]] == ["function_call", "function_call"]
