@@ -1,7 +1,8 @@
 """A canonical ChatCompletion → the Responses `Response` object, and the pieces the stream encoder
 shares with it (the echoed request fields, item ids, usage, status).
 
-Reasoning items carry `encrypted_content` (the canonical `thinking_blocks`, see reasoning.py) when
+Reasoning items carry their text as summaries when the request's `reasoning.summary` asks, and
+`encrypted_content` (the canonical `thinking_blocks`, see reasoning.py) when
 the request's `include` asks for `reasoning.encrypted_content`, and also when the response is stored
 (`store` is not false): the stored copy is what a `previous_response_id` turn is rebuilt from, and
 a provider that signs its reasoning needs the blocks back. The SDKs type the field as optional."""
@@ -38,6 +39,13 @@ def keeps_reasoning(request: dict[str, Any]) -> bool:
     include = request.get("include")
     asked = isinstance(include, list) and ENCRYPTED_REASONING in include
     return asked or request.get("store") is not False
+
+
+def wants_summaries(request: dict[str, Any]) -> bool:
+    """Reasoning text goes out as summaries only when `reasoning.summary` asks (auto, concise or
+    detailed), as the Responses API does; otherwise reasoning items carry no text."""
+    reasoning = request.get("reasoning")
+    return isinstance(reasoning, dict) and reasoning.get("summary") is not None
 
 
 def status_of(finish_reason: object) -> tuple[str, dict[str, str] | None]:
@@ -147,12 +155,12 @@ def encode_response(completion: dict[str, Any], request: dict[str, Any], *, resp
     response["incomplete_details"] = incomplete
     ids = ItemIds(response_id)
     output: list[dict[str, Any]] = response["output"]
-    reasoning_text = message.get("reasoning_content") or ""
+    reasoning_text = (message.get("reasoning_content") or "") if wants_summaries(request) else ""
     blocks = message.get("thinking_blocks") or []
     calls = message.get("tool_calls") or []
     keep = keeps_reasoning(request)
     signatures = {call.get("id"): signature for call in calls if (signature := thought_signature(call))}
-    if reasoning_text or blocks or (signatures and keep):
+    if reasoning_text or blocks or message.get("reasoning_content") or (signatures and keep):
         output.append(reasoning_item(ids("rs"), reasoning_text, blocks, signatures, keep=keep))
     content, refusal = message.get("content"), message.get("refusal")
     if content or refusal:

@@ -7,8 +7,8 @@ and always one terminal event with the full final object: `response.completed`, 
 (`finish_reason` length / content_filter) or `response.failed` (a failure after the stream began).
 Every event carries its `type` (also as the SSE `event:` line) and a `sequence_number` from 0.
 
-Items open in the order their content arrives: reasoning (summary parts; one part per thinking block,
-whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), and tool
+Items open in the order their content arrives: reasoning (summary parts when the request asks for
+summaries; one part per thinking block, whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), and tool
 calls. Reasoning and message items close when another item opens; tool calls stay open until the
 model's turn ends, since their argument deltas may come interleaved with anything else. Custom
 tool calls cannot split their text out of half-received JSON arguments, so their input goes out whole
@@ -32,6 +32,7 @@ from gateway.dialects.responses.response import (
     thought_signature,
     tool_map,
     usage_object,
+    wants_summaries,
 )
 from gateway.errors import GatewayError
 from gateway.ids import UniqueIds
@@ -69,6 +70,7 @@ class StreamEncoder:
         self._created_at = int(time.time()) if created_at is None else created_at
         self._names = tool_map(request)
         self._keep = keeps_reasoning(request)
+        self._summaries = wants_summaries(request)
         self._ids = ItemIds(self.response_id)
         self._model = str(request.get("model") or "")
         self._pending = b""
@@ -185,6 +187,9 @@ class StreamEncoder:
 
     def _reasoning_text(self, text: str) -> None:
         item = self._reasoning()
+        if not self._summaries:  # kept for the thinking block only
+            item.current = [*(item.current or ()), text]
+            return
         if item.current is None:
             item.current = []
             self._emit("response.reasoning_summary_part.added", item_id=item.id, output_index=item.index,
@@ -205,7 +210,8 @@ class StreamEncoder:
             self._close_summary_part(item)
 
     def _close_summary_part(self, item: _Reasoning) -> None:
-        if item.current is None:
+        if item.current is None or not self._summaries:
+            item.current = None
             return
         text = "".join(item.current)
         index = len(item.parts)

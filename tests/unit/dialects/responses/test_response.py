@@ -44,7 +44,8 @@ def test_output_items_in_order_with_usage() -> None:
     turn = Turn(reasoning=["Hmm."], signature="sig", text=["Let me check."],
                 calls=[Call("call_1", "lookup", ['{"q":1}']), Call("call_2", "apply_patch", ['{"input":"diff"}'])],
                 finish="tool_calls")
-    out = encode(turn, tools=TOOLS, include=["reasoning.encrypted_content"], store=False)
+    out = encode(turn, tools=TOOLS, include=["reasoning.encrypted_content"], store=False,
+                 reasoning={"summary": "detailed"})
     reasoning, message, lookup, patch = out["output"]
     assert reasoning["id"].startswith("rs_") and reasoning["summary"] == [{"type": "summary_text", "text": "Hmm."}]
     assert decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})
@@ -76,7 +77,7 @@ def test_refusal_and_incomplete() -> None:
 def test_the_output_goes_back_as_input() -> None:
     turn = Turn(reasoning=["Plan."], signature="sig", text=["Calling."],
                 calls=[Call("call_1", "lookup", ["{}"])], finish="tool_calls")
-    out = encode(turn, tools=TOOLS)
+    out = encode(turn, tools=TOOLS, reasoning={"summary": "auto"})
     again = parse_request({"model": "alias", "tools": TOOLS, "input": [
         *out["output"], {"type": "function_call_output", "call_id": "call_1", "output": "found"}]})
     assert again["messages"][0] == {
@@ -94,3 +95,9 @@ def test_a_gemini_thought_signature_is_kept_in_the_reasoning_item() -> None:
         *out["output"], {"type": "function_call_output", "call_id": "call_1", "output": "found"}]})
     assert again["messages"][0]["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "sig-g"}}
     assert [item["type"] for item in encode(turn, tools=TOOLS, store=False)["output"]] == ["function_call"]
+
+
+def test_reasoning_text_is_a_summary_only_when_asked() -> None:
+    turn = Turn(reasoning=["private"], signature="sig", text=["Hi"])
+    (reasoning, _) = encode(turn)["output"]
+    assert reasoning["summary"] == [] and decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})

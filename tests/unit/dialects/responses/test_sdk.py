@@ -69,7 +69,8 @@ def test_create_reads_the_response_object(upstream: Fixture) -> None:
     answers, client = upstream
     answers.turn = Turn(reasoning=["Thinking."], signature="sig", text=["Hello ", "there"])
     response = client.responses.create(model="alias", input="Say hello", instructions="Be brief.",
-                                       max_output_tokens=64, metadata={"app": "demo"}, temperature=0.2)
+                                       max_output_tokens=64, metadata={"app": "demo"}, temperature=0.2,
+                                       reasoning={"summary": "auto"})
     assert response.id == "resp_sdk1" and response.status == "completed"
     assert response.output_text == "Hello there"
     assert response.instructions == "Be brief." and response.metadata == {"app": "demo"}

@@ -23,7 +23,8 @@ TOOLS = [
 # The SDK's own event types, validated strictly (its stream parser only constructs them).
 SDK_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
 REQUEST: dict[str, Any] = {"model": "alias", "input": "hi", "stream": True, "tools": TOOLS,
-                           "include": ["reasoning.encrypted_content"], "store": False}
+                           "include": ["reasoning.encrypted_content"], "store": False,
+                           "reasoning": {"effort": "high", "summary": "auto"}}
 
 
 def encode(turn: Turn, request: dict[str, Any] = REQUEST, *, done: bool = True) -> list[dict[str, Any]]:
@@ -256,3 +257,12 @@ def test_gemini_thought_signatures_ride_on_a_reasoning_item_and_come_back_on_the
     # Nothing to carry when the response is neither stored nor asked for its encrypted content.
     unkept = check_stream(encode(turn, {**REQUEST, "include": [], "store": False}))
     assert [item["type"] for item in unkept["output"]] == ["function_call", "function_call"]
+
+
+def test_reasoning_text_is_a_summary_only_when_asked() -> None:
+    turn = Turn(reasoning=["private ", "thoughts"], signature="sig", text=["Hi"])
+    stream = encode(turn, {**REQUEST, "reasoning": {"effort": "high"}})
+    assert not [e for e in stream if e["type"].startswith("response.reasoning_summary")]
+    reasoning = check_stream(stream)["output"][0]
+    assert reasoning["summary"] == []
+    assert decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})  # the whole block still
