@@ -8,11 +8,12 @@ and always one terminal event with the full final object: `response.completed`, 
 Every event carries its `type` (also as the SSE `event:` line) and a `sequence_number` from 0.
 
 Items open in the order their content arrives: reasoning (summary parts when the request asks for
-summaries; one part per thinking block, whose signature closes it), the assistant message (an `output_text` part, a `refusal` part), and tool
-calls. Reasoning and message items close when another item opens; tool calls stay open until the
-model's turn ends, since their argument deltas may come interleaved with anything else. Custom
-tool calls cannot split their text out of half-received JSON arguments, so their input goes out whole
-when they close."""
+summaries; one part per thinking block, whose signature closes it), the assistant message (an
+`output_text` part, a `refusal` part), and tool calls. Reasoning and message items close when another
+item opens; tool calls stay open until the model's turn ends, since their argument deltas may come
+interleaved with anything else. Custom tool calls cannot split their text out of half-received JSON
+arguments, so their input goes out whole when they close. Gemini thought signatures of the calls go
+out last, on a reasoning item of their own (see reasoning.py)."""
 
 from __future__ import annotations
 
