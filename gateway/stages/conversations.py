@@ -18,7 +18,7 @@ import orjson
 from gateway.context import Principal, RequestContext
 from gateway.conversations import Conversations
 from gateway.dialects.passthrough import PassthroughStream
-from gateway.dialects.responses.request import parse_request
+from gateway.dialects.responses.request import translate
 from gateway.dialects.responses.stream import StreamEncoder
 from gateway.dialects.responses.usage import UsageReader
 from gateway.errors import GatewayError, InvalidRequestError
@@ -52,7 +52,8 @@ class ConversationStage:
                 raise InvalidRequestError("Invalid value for 'previous_response_id': expected a response id.",
                                           code="invalid_value", param="previous_response_id")
             history = await self.conversations.history(previous, owner)
-            ctx.body = parse_request(body, history, drop_builtin_tools=ctx.untranslatable is not None)
+            # (What the canonical form cannot carry, in the history too, fails only a translation.)
+            ctx.body, ctx.untranslatable = translate(body, history)
             ctx.native = dataclasses.replace(native, passthrough=False)
         if body.get("store") is not False:
             ctx.keeper = Keeper(self.conversations, owner, body)
