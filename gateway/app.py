@@ -33,6 +33,7 @@ from gateway.ops.access_log import AccessLog
 from gateway.ops.monitor import Monitor
 from gateway.ops.watch import FileWatcher
 from gateway.pipeline import Pipeline, Stage
+from gateway.providers.redact import build_redactor
 from gateway.ratelimit import KeyRegistry, RateLimiter, RateLimitStage
 from gateway.ratelimit.keys import KeyStore
 from gateway.ratelimit.stage import LimitStore
@@ -99,7 +100,8 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     # --- end cache ---
     # --- routing ---
     stats = routing_stats(services)
-    router = Router(table, services.pool, stats=stats, metrics=services.metrics, gate=gate)
+    router = Router(table, services.pool, stats=stats, metrics=services.metrics, gate=gate,
+                    redactor=build_redactor(config))
     stages.append(RoutingStage(table, stats, services.store))  # last: runs only when no other stage answered
     # --- end routing ---
     pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),

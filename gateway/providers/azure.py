@@ -29,7 +29,7 @@ import orjson
 
 from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.base import UpstreamRequest
-from gateway.providers.openai import OpenAIAdapter, OpenAIStream, openai_error
+from gateway.providers.openai import OpenAIAdapter, OpenAIStream, is_error_event, openai_error
 from gateway.providers.sse import event_data
 from gateway.schemas import Operation
 
@@ -97,7 +97,7 @@ class AzureStream(OpenAIStream):
                 chunk = None
             if isinstance(chunk, dict) and not chunk.get("choices") and not chunk.get("usage"):
                 return b""
-        if payload is not None and payload.startswith(b'{"error"'):
+        if payload is not None and b'"error"' in payload and is_error_event(payload):
             raise azure_error(502, payload, {})
         return super()._event(event)
 

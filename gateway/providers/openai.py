@@ -134,6 +134,11 @@ class OpenAIStream:
             at = complete.find(marker)
             if at >= 0 and (first < 0 or at < first):
                 first = at
+        # A comment line (`: PROCESSING`, `: ping`) goes event by event too, where it is dropped: a
+        # stream that has sent only comments has not begun, and may still fall back.
+        comment = 0 if complete[:1] == b":" else complete.find(b"\n:")
+        if comment >= 0 and (first < 0 or comment < first):
+            first = comment
         if first < 0:
             return self._passthrough(complete)
         cut = complete.rfind(b"\n\n", 0, first)
@@ -208,6 +213,16 @@ class OpenAIStream:
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = reason
+
+
+def is_error_event(payload: bytes) -> bool:
+    """Whether an event's JSON object carries a top-level `error` (however the JSON is spaced or
+    ordered); a chunk that merely mentions the word is not one."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("error") is not None
 
 
 def _strip_usage_null(data: bytes) -> bytes:

@@ -2,9 +2,10 @@
 failures, within one overall deadline per request.
 
 Per-attempt work (translate, credentials, send) reruns on every attempt and never mutates the
-client's request. A stream may fall back only until its first byte is ready for the client; the
-caller gets the first bytes together with the rest of the stream, and after that point no other
-deployment is tried."""
+client's request. A stream may fall back only until its first real event is ready for the client
+(comments and keep-alives do not count); the caller gets the first bytes together with the rest of
+the stream, and after that point no other deployment is tried. Error text from upstream passes
+through the config's redactor before it goes anywhere."""
 
 from __future__ import annotations
 
@@ -28,16 +29,17 @@ from gateway.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamPoolTimeoutError,
-    UpstreamProtocolError,
     UpstreamTimeoutError,
 )
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.providers import ParsedResponse, Provider, StreamTranslator, UpstreamRequest
+from gateway.providers.redact import Redactor
 from gateway.routing import health
 from gateway.routing.sessions import pinned_first
 from gateway.routing.stats import RoutingStats, p95
 from gateway.routing.strategies import order_for
+from gateway.routing.stream import StreamBound, first_output, rest
 from gateway.routing.table import Route, RouteTable, Target
 from gateway.upstream import UpstreamPool, UpstreamResponse
 
@@ -119,8 +121,10 @@ class AttemptGate(Protocol):
 class Router:
     def __init__(self, table: RouteTable, pool: UpstreamPool, rng: random.Random | None = None,
                  stats: RoutingStats | None = None, metrics: Metrics | None = None,
-                 gate: AttemptGate | None = None) -> None:
+                 gate: AttemptGate | None = None, redactor: Redactor | None = None) -> None:
         self.table = table
+        # Cleans upstream error text of the config's secrets (runs on error answers only).
+        self.redactor = redactor or Redactor(())
         self.pool = pool
         self.stats = stats or RoutingStats(None, rng=rng)
         self.rng = rng or self.stats.rng
@@ -401,8 +405,7 @@ class Router:
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
         if response.status >= 400:
-            raise _upstream_error(provider, _parse_error(ctx, provider, response.status, body, response.headers,
-                                                         native))
+            raise self._upstream_failure(ctx, provider, response.status, body, response.headers, native)
         if native:
             return ParsedResponse(data={}, body=body, usage=dialect(ctx.dialect).usage_of_body(body), native=True)
         return provider.adapter.parse_response(ctx.operation, response.status, body, request=ctx.body,
@@ -415,6 +418,7 @@ class Router:
         translator: StreamTranslator = PassthroughStream(dialect(ctx.dialect).usage_reader()) if native else \
             provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
                                                model=target.deployment.model)
+        attempt_end = time.monotonic() + self._send_timeout(target, deadline)  # the alias's timeout bounds the stream
         started = time.perf_counter()
         response: UpstreamResponse | None = None
         clock: _WireClock | None = None
@@ -424,10 +428,9 @@ class Router:
                 response = await self.pool.client(provider.name).send(request, clock)
                 if response.status >= 400:
                     body = await response.read()
-                    error = _parse_error(ctx, provider, response.status, body, response.headers, native)
-                    raise _upstream_error(provider, error)
+                    raise self._upstream_failure(ctx, provider, response.status, body, response.headers, native)
                 chunks = response.chunks().__aiter__()
-                first = await _first_output(chunks, translator)
+                first = await first_output(chunks, translator, self.redactor)
         except TimeoutError:
             if response is not None:
                 response.close()
@@ -441,7 +444,17 @@ class Router:
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
         ctx.first_byte_at = time.perf_counter()
-        return OpenStream(first, _rest(chunks, translator), translator, response, target, native)
+        idle = self.table.routes[target.alias].config.stream_idle_timeout
+        bound = StreamBound(target.id, attempt_end - time.monotonic(), idle)
+        return OpenStream(first, rest(chunks, translator, self.redactor, bound), translator, response, target, native)
+
+    def _upstream_failure(self, ctx: RequestContext, provider: Provider, status: int, body: bytes,
+                          headers: Mapping[str, str], native: bool) -> GatewayError:
+        """An upstream error answer as the gateway's error, its text cleaned of the config's secrets
+        (the body before it is parsed, cut or passed on as it is, the message after JSON unescaping)."""
+        redactor = self.redactor
+        body = redactor.body(body)
+        return _upstream_error(provider, redactor.error(_parse_error(ctx, provider, status, body, headers, native)))
 
 
 def _build(ctx: RequestContext, target: Target, *, stream: bool) -> tuple[UpstreamRequest, bool]:
@@ -511,27 +524,3 @@ def _upstream_error(provider: Provider, error: GatewayError) -> GatewayError:
 def _with_params(ctx: RequestContext, target: Target) -> dict[str, object]:
     params = target.deployment.params
     return {**params, **ctx.body} if params else ctx.body
-
-
-async def _first_output(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> bytes:
-    """Read until the translator has something for the client (the commit point of a stream)."""
-    async for data in chunks:
-        out = translator.feed(data)
-        if out:
-            return out
-    out = translator.finish()
-    if not out or not translator.done:
-        raise UpstreamProtocolError("The provider closed the stream before sending anything.")
-    return out
-
-
-async def _rest(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
-    async for data in chunks:
-        out = translator.feed(data)
-        if out:
-            yield out
-    tail = translator.finish()
-    if tail:
-        yield tail
-    if not translator.done:
-        raise UpstreamProtocolError("The provider's stream ended before it was complete.")
