@@ -144,7 +144,7 @@ class Router:
         route = self.route(ctx)
         now = self.stats.clock()
         plan: list[Target] = []
-        for alias in (ctx.alias, *route.config.fallbacks):
+        for alias in (ctx.alias, *self._usable(ctx, route.config.fallbacks)):
             plan.extend(self._order(self.table.routes[alias], ctx.stream, now))
         return pinned_first(plan, ctx.pinned)
 
@@ -169,7 +169,7 @@ class Router:
         deadline = time.monotonic() + route.config.timeout
         records: list[AttemptRecord] = []
         last: GatewayError | None = None
-        chain = [ctx.alias, *route.config.fallbacks]
+        chain = [ctx.alias, *self._usable(ctx, route.config.fallbacks)]
         seen: set[str] = set()
         reason = "failure"
         i = 0
@@ -189,7 +189,7 @@ class Router:
                 if isinstance(nxt.error, ContextLengthExceededError):
                     if not r.config.context_window_fallbacks:
                         break
-                    chain[i:] = r.config.context_window_fallbacks
+                    chain[i:] = self._usable(ctx, r.config.context_window_fallbacks)
                     reason = "context_window"
                 elif nxt.error is not None:
                     reason = "failure"
@@ -208,6 +208,20 @@ class Router:
         if len(records) <= 1:
             raise last
         raise AllAttemptsFailedError(last, records)
+
+    @staticmethod
+    def _usable(ctx: RequestContext, aliases: list[str]) -> list[str]:
+        """The fallback aliases the caller's key may use: a fallback never reaches a model the key
+        itself could not call. The others are skipped, and the log says so."""
+        principal = ctx.principal
+        if principal.models is None:
+            return aliases
+        usable = [alias for alias in aliases if alias in principal.models]
+        if len(usable) < len(aliases):
+            log.info("fallback skipped: the key may not use it",
+                     extra={"fields": {"request_id": ctx.request_id, "key": principal.name, "alias": ctx.alias,
+                                       "skipped": [a for a in aliases if a not in principal.models]}})
+        return usable
 
     def _earliest(self, aliases: list[str]) -> float | None:
         deps = [t.id for a in aliases for t in self.table.routes[a].targets]

@@ -9,7 +9,7 @@ settled as if it was not applied, and released in the same batch if it was."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +50,13 @@ class AccountingStage:
     def __init__(self, *, prices: dict[str, UnitPrice | None], reserve_prices: dict[str, UnitPrice | None],
                  budgets: BudgetPlan, store: Store, tokens: TokenCounter, metrics: Metrics, retry: RetryQueue,
                  fail_closed: bool = False, usage_log_maxlen: int = 1_000_000,
-                 reserve_completion_tokens: int = 256, clock: Callable[[], float] = time.time) -> None:
+                 reserve_completion_tokens: int = 256, clock: Callable[[], float] = time.time,
+                 fallbacks: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.prices = prices
         self.reserve_prices = reserve_prices
+        # alias → the other aliases its calls may fall back to (a reservation covers the dearest the
+        # caller's key may use).
+        self.fallbacks = fallbacks or {}
         self.budgets = budgets
         self.store = store
         self.tokens = tokens
@@ -98,15 +102,22 @@ class AccountingStage:
         return None
 
     def reservation(self, ctx: RequestContext) -> int:
-        """The call's estimated cost at its alias's dearest price: the prompt counted, plus max_tokens
-        (or the configured default) of completion. 0 when no price is known."""
-        price = self.reserve_prices.get(ctx.alias)
-        if price is None:
+        """The call's estimated cost at the dearest price it may run at (its alias's deployments and
+        those of the fallbacks its key may use): the prompt counted, plus max_tokens (or the
+        configured default) of completion. 0 when no price is known."""
+        own = self.reserve_prices.get(ctx.alias)
+        prices = [own] if own is not None else []
+        for alias in self.fallbacks.get(ctx.alias, ()):  # the fallbacks this key may use (see router)
+            other = self.reserve_prices.get(alias)
+            if other is not None and ctx.principal.may_use(alias):
+                prices.append(other)
+        if not prices:
             return 0
         prompt, _ = self.tokens.count_prompt(ctx.operation.value, ctx.body, _model_hint(ctx))
         limit = ctx.body.get("max_completion_tokens") or ctx.body.get("max_tokens")
         completion = limit if isinstance(limit, int) else self.reserve_completion_tokens
-        return price.cost_micro(Usage(prompt_tokens=prompt, completion_tokens=completion))
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+        return max(price.cost_micro(usage) for price in prices)
 
     # settle ------------------------------------------------------------------------------------
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
@@ -359,4 +370,17 @@ def build_stage(config: GatewayConfig, table: PriceTable, *, store: Store, token
                            tokens=tokens, metrics=metrics, retry=retry,
                            fail_closed=config.store.failure_policy == "fail_closed",
                            usage_log_maxlen=acct.usage_log_maxlen,
-                           reserve_completion_tokens=acct.reserve_completion_tokens, clock=clock)
+                           reserve_completion_tokens=acct.reserve_completion_tokens, clock=clock,
+                           fallbacks={alias: reachable_fallbacks(config, alias) for alias in config.models})
+
+
+def reachable_fallbacks(config: GatewayConfig, alias: str) -> tuple[str, ...]:
+    """The aliases a call to `alias` may end up on, as the router walks them: its `fallbacks`, and
+    from any alias reached, its `context_window_fallbacks` (over and over)."""
+    models = config.models
+    reached = [alias, *models[alias].fallbacks]
+    i = 0
+    while i < len(reached):
+        reached.extend(a for a in models[reached[i]].context_window_fallbacks if a not in reached)
+        i += 1
+    return tuple(dict.fromkeys(a for a in reached[1:] if a != alias))
