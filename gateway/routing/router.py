@@ -371,14 +371,19 @@ class Router:
         stats.acquire(target.id)
         started = time.perf_counter()
         held = False
+        # The half-open probe's slot is freed by whatever ends this attempt: a verdict (observe) or,
+        # for an answer that says nothing about the deployment, release_probe.
+        probe = health.state(stats, target.id, stats.clock()) == health.HALF_OPEN
         try:
             if stream:
                 opened = await self._stream_attempt(ctx, target, deadline)
+                probe = False
                 stats.observe(ctx, target.id, route.config, ok=True, ttft=time.perf_counter() - started)
                 ctx.route_held, held = target.id, True  # released when the stream settles
                 return opened
             parsed = await self._attempt(ctx, target, deadline)
             tokens = parsed.usage.completion_tokens if parsed.usage is not None else 0
+            probe = False
             stats.observe(ctx, target.id, route.config, ok=True, latency=time.perf_counter() - started,
                           tokens=tokens)
             return parsed
@@ -387,6 +392,7 @@ class Router:
                 self.metrics.child(self.metrics.upstream_errors, target.provider.name, target.id,
                                    error.error_type).inc()
             if counts_against(error):
+                probe = False
                 elapsed = time.perf_counter() - started
                 timed_out = isinstance(error, UpstreamTimeoutError)
                 retry_after = getattr(error, "retry_after", None)
@@ -398,6 +404,8 @@ class Router:
         finally:
             if not held:
                 stats.release(target.id)
+            if probe:
+                stats.release_probe(ctx, target.id, route.config)
 
     def _send_timeout(self, target: Target, deadline: float) -> float:
         return min(target.timeout, deadline - time.monotonic())

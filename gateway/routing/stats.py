@@ -21,7 +21,7 @@ from gateway.errors import GatewayError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.store import StoreOp
-from gateway.store.routing import Observation, apply_observation, empty
+from gateway.store.routing import RELEASE_PROBE, Observation, apply_observation, empty
 
 log = get_logger("routing")
 
@@ -139,6 +139,23 @@ class RoutingStats:
         ctx.route_observations.append(obs)
         if self.metrics is not None:
             self.metrics.set_circuit(dep, circuit_code(h, now))
+
+    def release_probe(self, ctx: RequestContext, dep: str, config: AliasConfig) -> None:
+        """A half-open probe that ended without a verdict on the deployment (the request's own 4xx,
+        or cancelled): its slot is freed here at once and in the store with the request's settle."""
+        now = self.clock()
+        cd = config.cooldown
+        obs: Observation = (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, now, self.tau,
+                            cd.failures, cd.window, cd.base, cd.max)
+        h = self._cache.get(dep)
+        if h is not None:
+            h = self._cache[dep] = dict(h)
+            apply_observation(h, obs)
+        if not ctx.route_observations:
+            if len(self._pending) >= _MAX_PENDING:
+                self._pending.clear()
+            self._pending[id(ctx.route_observations)] = ctx.route_observations
+        ctx.route_observations.append(obs)
 
     def settle_ops(self, ctx: RequestContext) -> list[StoreOp]:
         if not ctx.route_observations:

@@ -28,6 +28,10 @@ FIELDS = ("lat", "lat_t", "lat_n", "dur_m", "dur_v", "ttft", "ttft_t", "ttft_n",
           "err", "n", "fails", "fails_t", "open_until", "level", "probe_until")
 # Smoothing of the plain (count-based) averages: TTFT/duration mean and variance, error rate.
 ALPHA = 0.2
+# The `ok` of an observation that carries no verdict: a half-open probe that ended without saying
+# anything about the deployment (a 4xx that was the request's fault, a cancelled attempt) only
+# frees the probe slot, so the next request may probe at once.
+RELEASE_PROBE = 2
 
 
 def _peak(h: dict[str, float], name: str, sample: float, now: float, tau: float) -> None:
@@ -53,6 +57,10 @@ def _meanvar(h: dict[str, float], m: str, v: str, first: bool, x: float) -> None
 
 def apply_observation(h: dict[str, float], o: Observation) -> None:
     _, ok, lat, dur, ttft, retry_after, now, tau, fail_n, window, base, cap = o
+    if ok == RELEASE_PROBE:
+        if 0 < h["open_until"] <= now:
+            h["probe_until"] = 0.0
+        return
     if lat >= 0:
         _meanvar(h, "dur_m", "dur_v", h["lat_n"] == 0, dur)
         _peak(h, "lat", lat, now, tau)
@@ -137,6 +145,10 @@ for k = 1, #KEYS do
   local ok, lat, dur, ttft = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), tonumber(ARGV[a+4])
   local ra, now, tau = tonumber(ARGV[a+5]), tonumber(ARGV[a+6]), tonumber(ARGV[a+7])
   local fail_n, window, base, cap = tonumber(ARGV[a+8]), tonumber(ARGV[a+9]), tonumber(ARGV[a+10]), tonumber(ARGV[a+11])
+  if ok == RELEASE_PROBE then
+    local ou = tonumber(redis.call('HGET', KEYS[k], 'open_until') or '0')
+    if ou > 0 and ou <= now then redis.call('HSET', KEYS[k], 'probe_until', '0') end
+  else
   local raw = redis.call('HMGET', KEYS[k], unpack(fields))
   local h = {}
   for i, f in ipairs(fields) do h[f] = num(raw[i]) end
@@ -185,9 +197,11 @@ for k = 1, #KEYS do
   local out = {}
   for _, f in ipairs(fields) do out[#out+1] = f; out[#out+1] = string.format('%.17g', h[f]) end
   redis.call('HSET', KEYS[k], unpack(out))
+  end
 end
 return #KEYS
-""".replace("FIELDS", ", ".join(f"'{f}'" for f in FIELDS)).replace("ALPHA", repr(ALPHA))
+""".replace("FIELDS", ", ".join(f"'{f}'" for f in FIELDS)).replace("ALPHA", repr(ALPHA)).replace(
+    "RELEASE_PROBE", str(RELEASE_PROBE))
 
 _LUA_PROBE = """
 local raw = redis.call('HMGET', KEYS[1], 'open_until', 'probe_until')

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store.routing import Observation, apply_observation, empty
+from gateway.store.routing import RELEASE_PROBE, Observation, apply_observation, empty
 from tests.contract.stores import discard, on_fakeredis
 
 pytestmark = pytest.mark.asyncio
@@ -100,6 +100,26 @@ async def test_failures_in_a_window_open_then_half_open_probe_closes(store: Any)
     got = await row(store, dep)
     assert got["open_until"] == 0 and got["level"] == 0
     assert await store.routing_claim_probe(dep, 109.0, 30.0)  # closed: everyone may send
+
+
+async def test_a_probe_without_a_verdict_frees_the_slot_and_nothing_else(store: Any) -> None:
+    dep = "a/m"
+    await observe(store, *(obs(dep, 100.0, ok=False) for _ in range(3)))
+    opened = await row(store, dep)
+    assert await store.routing_claim_probe(dep, 105.5, 30.0)
+    assert not await store.routing_claim_probe(dep, 106.0, 30.0)  # taken
+    release: Observation = (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 106.0, 10.0, 3, 60.0, 5.0, 40.0)
+    await observe(store, release)
+    assert {**opened, "probe_until": 0.0} == await row(store, dep)  # still half-open, counts untouched
+    assert await store.routing_claim_probe(dep, 106.5, 30.0)  # the next request may probe
+
+
+async def test_releasing_a_closed_deployment_changes_nothing(store: Any) -> None:
+    dep = "a/m"
+    await observe(store, obs(dep, 100.0, lat=0.1))
+    before = await row(store, dep)
+    await observe(store, (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 101.0, 10.0, 3, 60.0, 5.0, 40.0))
+    assert await row(store, dep) == before
 
 
 async def test_failed_probe_reopens_for_longer_up_to_the_cap(store: Any) -> None:

@@ -249,6 +249,30 @@ def test_cooldown_opens_half_opens_and_closes(ups: Any, make_client: Callable[..
         assert 'gateway_routing_circuit_state{deployment="a/m"} 0.0' in httpx.get(gw.url + "/metrics").text
 
 
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_probe_answered_with_a_client_error_frees_the_deployment(
+        ups: Any, make_client: Callable[..., openai.OpenAI], status: int) -> None:
+    """The half-open probe gets the request's own 4xx: that says nothing about the deployment, and
+    the very next request may probe it (it used to stay locked for the probe's 30 s)."""
+    models = {"solo": {"deployments": [{"provider": "a", "model": "m"}], "retries": 0,
+                       "cooldown": {"failures": 1, "window": "60s", "base": "10s", "max": "40s"}}}
+    clock = FakeClock()
+    with routed(models, ups, clock) as gw:
+        sdk = make_client(gw.url + "/v1")
+        ups["a"][1].fail = openai_error(500, "boom")
+        with pytest.raises(openai.InternalServerError):
+            ask(sdk, "solo")  # opens for 10 s
+        clock.advance(10)
+        ups["a"][1].fail = openai_error(status, "bad request")
+        with pytest.raises(openai.APIStatusError) as refused:
+            ask(sdk, "solo")  # the probe
+        assert refused.value.status_code == status and n(ups, "a") == 2
+        ups["a"][1].fail = None
+        clock.advance(1)
+        assert ask(sdk, "solo").headers["x-gateway-deployment"] == "a/m"
+        assert n(ups, "a") == 3
+
+
 def test_retry_after_opens_and_a_bounded_wait_rides_out_the_cooldown(
         ups: Any, make_client: Callable[..., openai.OpenAI]) -> None:
     models = {"patient": {"deployments": [{"provider": "a", "model": "m"}], "retries": 1,
