@@ -14,6 +14,7 @@ or the client leaves): the call's `Settlement` (gateway/settlement.py) rides on 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from gateway.store import Store, StoreOp
 from gateway.tasks import IdleWork
 
 log = get_logger("pipeline")
+
+# The status recorded for a call whose client left before the answer (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 @dataclass(slots=True)
@@ -131,7 +135,9 @@ class Pipeline:
             settlement.decide(None, exc, stream=False)
             await settlement.run()
             raise
-        except BaseException:  # cut short (cancelled): what was admitted is still settled
+        except BaseException as exc:  # cut short (cancelled): what was admitted is still settled
+            if isinstance(exc, asyncio.CancelledError):
+                ctx.status = CLIENT_CLOSED  # the client left before its answer (see routes.asgi)
             await settlement.run(shield=True)
             raise
         reply.settlement = settlement

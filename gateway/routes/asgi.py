@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +22,73 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+# Where the server (gateway.server) leaves a request's DisconnectSlot in the scope.
+DISCONNECT_SLOT = "gateway.disconnect"
+
+T = TypeVar("T")
+
+
+class DisconnectSlot:
+    """Set by the server for one request: whether its client is gone, and what to call when it goes."""
+
+    __slots__ = ("gone", "on_lost")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.on_lost: Callable[[], None] | None = None
+
+    def lost(self) -> None:
+        self.gone = True
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+async def unless_client_leaves(scope: Scope, receive: Any, work: Awaitable[T]) -> T | None:
+    """Await `work` (a call's answer) unless the client disconnects first: then `work` is cancelled at
+    once (its upstream connection is closed, so the provider stops generating; the pipeline still
+    settles what it admitted) and None is returned. Under the gateway's server the disconnect
+    arrives through the scope's DisconnectSlot; elsewhere a watcher task reads `receive`."""
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    def leave() -> None:
+        nonlocal left
+        left = True
+        task.cancel()
+
+    slot = scope.get(DISCONNECT_SLOT)
+    watcher: asyncio.Task[None] | None = None
+    if isinstance(slot, DisconnectSlot):
+        if slot.gone:
+            if asyncio.iscoroutine(work):
+                work.close()
+            return None
+        slot.on_lost = leave
+    else:
+        watcher = asyncio.get_running_loop().create_task(_watch(receive, leave))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+        return None
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        elif isinstance(slot, DisconnectSlot):
+            slot.on_lost = None
+
+
+async def _watch(receive: Any, leave: Callable[[], None]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            leave()
+            return
 
 
 def request_headers(scope: Scope) -> dict[str, str]:

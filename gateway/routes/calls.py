@@ -15,7 +15,7 @@ from gateway.errors import GatewayError, MethodNotAllowedError
 from gateway.middleware.edge import AZURE_DEPLOYMENT, CONTEXT
 from gateway.middleware.request_id import REQUEST_ID
 from gateway.pipeline import JSONReply, new_context
-from gateway.routes.asgi import read_body, request_headers, send_json, send_stream
+from gateway.routes.asgi import read_body, request_headers, send_json, send_stream, unless_client_leaves
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 
@@ -49,7 +49,9 @@ class DialectEndpoint:
         if call.native is not None or self.dialect.name != "chat":
             ctx.dialect, ctx.native, ctx.untranslatable = self.dialect.name, call.native, call.untranslatable
         ctx.principal = principal
-        reply = await runtime.pipeline.handle(ctx, authenticated=True)
+        reply = await unless_client_leaves(scope, receive, runtime.pipeline.handle(ctx, authenticated=True))
+        if reply is None:  # the client left: nothing to send, the call was cancelled and settled
+            return
         try:
             if isinstance(reply, JSONReply):
                 await send_json(send, reply)

@@ -140,8 +140,9 @@ class FakeUpstream:
         reply = self.handler(recorded)
         if not isinstance(reply, Reply):
             reply = await reply
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay and not await _stays(request, reply.delay):
+            self.disconnects += 1  # the gateway gave up on this answer while it was delayed
+            return web.Response()
         if reply.chunks is None:
             body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
             return web.Response(status=reply.status, body=body, headers=reply.headers,
@@ -168,6 +169,17 @@ class FakeUpstream:
             self.disconnects += 1
             raise
         return response
+
+
+async def _stays(request: web.Request, seconds: float) -> bool:
+    """Wait `seconds`; False as soon as the caller closes the connection instead."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        await asyncio.sleep(min(0.02, seconds))
+    return True
 
 
 class GatewayServer:
