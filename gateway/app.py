@@ -297,7 +297,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         store_cfg = config.store
         services.store = build_store(store_cfg.redis_url, timeout=store_cfg.timeout, key_prefix=store_cfg.key_prefix,
                                      cluster=store_cfg.cluster,  # deploy: topology
-                                     replica_acks=store_cfg.replica_acks)
+                                     replica_acks=store_cfg.replica_acks, cache_max_bytes=store_cfg.cache_max_bytes)
         if store_cfg.redis_url:  # deploy: which Redis, never its credentials
             where = describe_store(store_cfg.redis_url, cluster=store_cfg.cluster)
             log.info("shared store", extra={"fields": {"redis": where}})

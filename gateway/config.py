@@ -173,6 +173,9 @@ class StoreConfig(Strict):
     timeout: Duration = 0.25
     failure_policy: Literal["fail_open", "fail_closed"] = "fail_open"
     key_prefix: str = "gw"
+    # The embedded store's response cache, in bytes (least recently used entries are evicted first;
+    # read at start). Redis bounds its own memory (maxmemory).
+    cache_max_bytes: Annotated[int, Field(ge=0)] = 128 * 1024 * 1024
     # --- deploy: Redis topology ---
     # redis_url may be redis://, rediss://, redis+sentinel://h:p,h:p/service?db=0 or
     # redis-cluster://h:p,h:p; `cluster: true` treats a plain redis:// URL as a Cluster seed node.

@@ -95,9 +95,10 @@ def refused_for_good(error: Exception) -> bool:
 
 
 def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
-                replica_acks: int = 0) -> Store:
+                replica_acks: int = 0, cache_max_bytes: int | None = None) -> Store:
     """`redis_url` picks the topology: redis:// (one server), redis+sentinel://, redis-cluster:// (or
-    `cluster=True`); see gateway/store/topology.py. Empty: the in-process store."""
+    `cluster=True`); see gateway/store/topology.py. Empty: the in-process store (its response cache
+    bounded to `cache_max_bytes`)."""
     if redis_url:
         from gateway.store.redis import RedisStore
 
@@ -105,4 +106,7 @@ def build_store(redis_url: str, *, timeout: float, key_prefix: str, cluster: boo
                           replica_acks=replica_acks)
     from gateway.store.memory import MemoryStore
 
-    return MemoryStore()
+    store = MemoryStore()
+    if cache_max_bytes is not None:
+        store.cache_max_bytes = cache_max_bytes
+    return store

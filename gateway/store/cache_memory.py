@@ -1,7 +1,8 @@
 """The response cache's operations for the embedded store (mixed into MemoryStore).
 
-Entries live in an insertion-ordered dict bounded to `cache_max_entries` (oldest evicted first) and
-expire by `cache_clock` (monotonic seconds; tests may replace it)."""
+Entries live in an insertion-ordered dict kept in least-recently-used order (a hit moves its entry to
+the end) and bounded to `cache_max_bytes` (keys and values plus a per-entry overhead; the least
+recently used go first). They expire by `cache_clock` (monotonic seconds; tests may replace it)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,37 @@ import fnmatch
 import time
 from collections.abc import Callable
 
+# What an entry costs beyond its key and value: the dict slot, the tuple, the objects' headers.
+ENTRY_OVERHEAD = 200
+
+
+def entry_size(key: str, value: bytes) -> int:
+    return len(key) + len(value) + ENTRY_OVERHEAD
+
 
 class MemoryCacheOps:
-    cache_max_entries = 10_000
+    cache_max_bytes = 128 * 1024 * 1024
     cache_clock: Callable[[], float] = staticmethod(time.monotonic)
+    _cache_bytes = 0
 
     def _cache_tables(self) -> tuple[dict[str, tuple[bytes, float]], dict[str, tuple[str, float]]]:
         """Created on first use, so the mixin needs no constructor of its own."""
         state = self.__dict__
         return state.setdefault("_cache_entries", {}), state.setdefault("_cache_locks", {})
 
+    def _cache_drop(self, entries: dict[str, tuple[bytes, float]], key: str) -> None:
+        value, _ = entries.pop(key)
+        self._cache_bytes -= entry_size(key, value)
+
     def _cache_get(self, key: str, now: float) -> bytes | None:
         entries, _ = self._cache_tables()
-        found = entries.get(key)
+        found = entries.pop(key, None)
         if found is None:
             return None
         if found[1] <= now:
-            del entries[key]
+            self._cache_bytes -= entry_size(key, found[0])
             return None
+        entries[key] = found  # to the end: the most recently used
         return found[0]
 
     def _cache_locked(self, key: str, now: float) -> bool:
@@ -57,15 +71,19 @@ class MemoryCacheOps:
         entries, _ = self._cache_tables()
         doomed = [key for key in entries if fnmatch.fnmatchcase(key, _fnmatch_pattern(pattern))]
         for key in doomed:
-            del entries[key]
+            self._cache_drop(entries, key)
         return len(doomed)
 
     def op_cache_store(self, entry_key: str, lock_key: str, token: str, value: bytes, ttl_ms: int) -> None:
         entries, _ = self._cache_tables()
-        entries.pop(entry_key, None)
-        entries[entry_key] = (value, self.cache_clock() + ttl_ms / 1000)
-        while len(entries) > self.cache_max_entries:
-            del entries[next(iter(entries))]
+        if entry_key in entries:
+            self._cache_drop(entries, entry_key)
+        size = entry_size(entry_key, value)
+        if size <= self.cache_max_bytes:  # one entry larger than the whole bound is not kept
+            entries[entry_key] = (value, self.cache_clock() + ttl_ms / 1000)
+            self._cache_bytes += size
+            while self._cache_bytes > self.cache_max_bytes:
+                self._cache_drop(entries, next(iter(entries)))
         self.op_cache_release(lock_key, token)
 
     def op_cache_release(self, lock_key: str, token: str) -> None:
