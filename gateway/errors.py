@@ -8,8 +8,11 @@ enter the gateway; nothing else reaches the client.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -218,6 +221,15 @@ class UpstreamError(GatewayError):
     ) -> None:
         super().__init__(message, code=code, param=param, headers=headers, status=status)
         self._error_type = error_type or _type_for_status(status)
+        if retry_after is not None:
+            retry_after = min(MAX_RETRY_AFTER, max(0.0, retry_after))
+        raw = self.headers.get("retry-after")
+        if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_RETRY_AFTER):
+            # Passed on to the client as clamped whole seconds, never as the provider's odd text.
+            if retry_after is None:
+                del self.headers["retry-after"]
+            else:
+                self.headers["retry-after"] = str(math.ceil(retry_after))
         self.retry_after = retry_after
         self.provider = provider
 
@@ -318,12 +330,23 @@ def _type_for_status(status: int) -> str:
     return "api_error"
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` (or `retry-after-ms`-style) header value; None if unreadable."""
+# The longest wait an upstream's Retry-After may ask of the gateway or, passed on, of a client.
+MAX_RETRY_AFTER = 3600.0
+
+
+def parse_retry_after(value: str | None, *, unit: float = 1.0) -> float | None:
+    """Seconds from a `Retry-After` header value (seconds, or an HTTP date) or, with `unit=0.001`, a
+    `retry-after-ms` one; clamped to 0..MAX_RETRY_AFTER (`inf`, `1e308` and negative values
+    included); None if unreadable (`nan`, garbage)."""
     if not value:
         return None
     try:
-        seconds = float(value)
+        seconds = float(value) * unit
     except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
-    return seconds if seconds >= 0 else None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))

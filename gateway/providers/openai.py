@@ -276,8 +276,7 @@ def openai_error(status: int, body: bytes, headers: Mapping[str, str], *, provid
         return ContextLengthExceededError(message, param=param)
     retry_after = parse_retry_after(headers.get("retry-after"))
     if retry_after is None and headers.get("retry-after-ms"):
-        ms = parse_retry_after(headers.get("retry-after-ms"))
-        retry_after = ms / 1000 if ms is not None else None
+        retry_after = parse_retry_after(headers.get("retry-after-ms"), unit=0.001)
     out_headers = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
     return UpstreamError(message, status=status, error_type=error_type, code=code, param=param,
                          headers=out_headers, retry_after=retry_after, provider=provider)
