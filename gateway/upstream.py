@@ -8,11 +8,12 @@ failures are mapped to the gateway's errors here, where they enter.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Protocol
 
 import orjson
@@ -195,6 +196,9 @@ def _transport_error(exc: Exception, provider: str) -> UpstreamConnectError | Up
 # The mock provider's responder
 # ---------------------------------------------------------------------------------------------
 
+# A mock stream without delays gives the event loop a turn this often (in chunks).
+_YIELD_EVERY = 64
+
 _OPERATION_BY_SUFFIX = {
     "/chat/completions": Operation.CHAT,
     "/completions": Operation.COMPLETIONS,
@@ -205,7 +209,7 @@ _OPERATION_BY_SUFFIX = {
 class _MockResponse:
     __slots__ = ("_body", "_chunks", "_delays", "headers", "status")
 
-    def __init__(self, status: int, body: bytes = b"", chunks: list[bytes] | None = None,
+    def __init__(self, status: int, body: bytes = b"", chunks: Iterable[bytes] | None = None,
                  delays: tuple[float, float] = (0.0, 0.0)) -> None:
         self.status = status
         self.headers: Mapping[str, str] = {
@@ -219,10 +223,12 @@ class _MockResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         first, between = self._delays
-        for i, chunk in enumerate(self._chunks or [self._body]):
+        for i, chunk in enumerate(self._chunks if self._chunks is not None else [self._body]):
             delay = first if i == 0 else between
             if delay:
                 await asyncio.sleep(delay)
+            elif i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a long answer without delays leaves room for other requests
             yield chunk
 
     def close(self) -> None:
@@ -251,8 +257,9 @@ class MockClient:
             error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
             return _MockResponse(cfg.error_status, orjson.dumps(error))
         if request.stream:
-            chunks = [b"data: " + orjson.dumps(c) + b"\n\n" for c in mock_answers.stream_chunks(operation, body)]
-            chunks.append(b"data: [DONE]\n\n")
+            # Encoded as they are read, between the read's yields to the loop.
+            chunks = itertools.chain((b"data: " + orjson.dumps(c) + b"\n\n"
+                                      for c in mock_answers.stream_chunks(operation, body)), (b"data: [DONE]\n\n",))
             return _MockResponse(200, chunks=chunks, delays=(cfg.ttft or cfg.latency, cfg.chunk_delay))
         if cfg.latency:
             await asyncio.sleep(cfg.latency)

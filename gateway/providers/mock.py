@@ -3,9 +3,9 @@
 It is a real adapter (the OpenAI translator) whose upstream is an in-process responder in
 `gateway.upstream`; this module holds the pure part: what the mock answers to a request.
 Answers: the last user message echoed back, or, when the upstream model name is `lorem`, lorem text
-as long as `max_tokens` asks (default 16 words). One word is counted as one token. `n` answers give
-`n` identical choices (completion tokens counted for each); embeddings honour `encoding_format:
-"base64"` (little-endian float32, as OpenAI encodes them).
+as long as `max_tokens` asks (default 16 words, at most MAX_LOREM_TOKENS). One word is counted as one
+token. `n` answers give `n` identical choices (completion tokens counted for each); embeddings honour
+`encoding_format: "base64"` (little-endian float32, as OpenAI encodes them).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ _LOREM = tuple(
     "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut "
     "aliquip ex ea commodo consequat".split(" ")
 )
+
+
+# The longest lorem answer: the mock builds its answers in Python on the event loop, and an unbounded
+# `max_tokens` (20,000,000) stalled every other request for seconds. Longer asks end at "length".
+MAX_LOREM_TOKENS = 8192
 
 
 class MockAdapter(OpenAIAdapter):
@@ -56,9 +61,10 @@ def answer_words(operation: Operation, body: dict[str, Any]) -> tuple[list[str],
     prompt_tokens, echo = _prompt_words(operation, body)
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     if body.get("model") == "lorem":
-        count = int(limit or 16)
+        asked = int(limit or 16)
+        count = min(asked, MAX_LOREM_TOKENS)
         words = [_LOREM[i % len(_LOREM)] for i in range(count)]
-        return words, prompt_tokens, "stop"
+        return words, prompt_tokens, "length" if asked > count else "stop"
     words = echo.split() or ["ok"]
     if limit and len(words) > limit:
         return words[:limit], prompt_tokens, "length"
