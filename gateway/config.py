@@ -483,8 +483,9 @@ class AliasConfig(Strict):
     strategy: Strategy = "weighted"
     timeout: Duration = 600.0
     ttft_timeout: Duration | None = None
-    # A streamed answer that sends nothing for this long after its first event is cut (error event).
-    stream_idle_timeout: Annotated[float, Field(gt=0), BeforeValidator(parse_duration)] = 60.0
+    # A streamed answer that sends nothing (not even a keep-alive) for this long after its first
+    # event is cut with an error event. Generous: some models think for a while between events.
+    stream_idle_timeout: Annotated[float, Field(gt=0), BeforeValidator(parse_duration)] = 120.0
     retries: Annotated[int, Field(ge=0, le=10)] = 1
     fallbacks: list[str] = Field(default_factory=list)
     limits: Limits | None = None
