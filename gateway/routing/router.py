@@ -39,7 +39,7 @@ from gateway.routing import health
 from gateway.routing.sessions import pinned_first
 from gateway.routing.stats import RoutingStats, p95
 from gateway.routing.strategies import order_for
-from gateway.routing.stream import StreamBound, first_output, rest
+from gateway.routing.stream import StreamBound, StreamClock, first_output, rest
 from gateway.routing.table import Route, RouteTable, Target
 from gateway.upstream import UpstreamPool, UpstreamResponse
 
@@ -125,6 +125,8 @@ class Router:
         self.table = table
         # Cleans upstream error text of the config's secrets (runs on error answers only).
         self.redactor = redactor or Redactor(())
+        # The one timer bounding every open stream (made on the event loop, at the first stream).
+        self._stream_clock: StreamClock | None = None
         self.pool = pool
         self.stats = stats or RoutingStats(None, rng=rng)
         self.rng = rng or self.stats.rng
@@ -467,7 +469,10 @@ class Router:
             ctx.upstream_seconds += time.perf_counter() - started
         ctx.first_byte_at = time.perf_counter()
         idle = self.table.routes[target.alias].config.stream_idle_timeout
-        bound = StreamBound(target.id, attempt_end - time.monotonic(), idle)
+        clock = self._stream_clock
+        if clock is None:
+            clock = self._stream_clock = StreamClock()
+        bound = StreamBound(clock, target.id, attempt_end - time.monotonic(), idle)
         return OpenStream(first, rest(chunks, translator, self.redactor, bound), translator, response, target, native)
 
     def _upstream_failure(self, ctx: RequestContext, provider: Provider, status: int, body: bytes,
