@@ -32,6 +32,8 @@ _PATHS = {
 }
 
 _JSON_HEADERS = {"content-type": "application/json"}
+# How a read that carries only SSE keep-alives begins: a comment line or an empty line.
+_KEEPALIVE_START = (b":", b"\n")
 
 
 class OpenAIAdapter:
@@ -134,11 +136,12 @@ class OpenAIStream:
             at = complete.find(marker)
             if at >= 0 and (first < 0 or at < first):
                 first = at
-        # A comment line (`: PROCESSING`, `: ping`) goes event by event too, where it is dropped: a
-        # stream that has sent only comments has not begun, and may still fall back.
-        comment = 0 if complete[:1] == b":" else complete.find(b"\n:")
-        if comment >= 0 and (first < 0 or comment < first):
-            first = comment
+        # A read that begins with a comment (`: PROCESSING`, `: ping`) or a blank line goes event by
+        # event, where those are dropped: a stream that has sent only keep-alives has not begun, and
+        # may still fall back. (Comments after a real event in the same read pass with it; clients
+        # ignore them. Checking the first byte alone keeps this off the scan of every read.)
+        if complete[:1] in _KEEPALIVE_START:
+            first = 0
         if first < 0:
             return self._passthrough(complete)
         cut = complete.rfind(b"\n\n", 0, first)

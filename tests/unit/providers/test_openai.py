@@ -174,3 +174,18 @@ def test_usage_keeps_reasoning_tokens() -> None:
         "completion_tokens_details": {"reasoning_tokens": 24}}})
     usage = OpenAIAdapter(None).parse_response(Operation.CHAT, 200, body).usage
     assert usage is not None and (usage.completion_tokens, usage.reasoning_tokens) == (30, 24)
+
+
+@pytest.mark.parametrize("keepalive", [b": PROCESSING\n\n", b": ping\n\n: ping\n\n", b"\n\n", b": x\r\n\r\n"])
+def test_keepalives_before_the_first_event_give_the_client_nothing(keepalive: bytes) -> None:
+    translator = OpenAIAdapter(None).stream_translator(Operation.CHAT, client_wants_usage=False)
+    assert translator.feed(keepalive) == b""
+    first = b"data: " + json.dumps(chat_chunks("hi", "m", include_usage=False)[0]).encode() + b"\n\n"
+    assert translator.feed(keepalive + first) == first
+
+
+@pytest.mark.parametrize("event", [b'{ "error": {"message": "boom"} }', b'{"id": "x", "error": {"message": "boom"}}'])
+def test_an_error_event_however_spelled_raises(event: bytes) -> None:
+    translator = OpenAIAdapter(None).stream_translator(Operation.CHAT, client_wants_usage=False)
+    with pytest.raises(UpstreamError, match="boom"):
+        translator.feed(b"data: " + event + b"\n\n")
