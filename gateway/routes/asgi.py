@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -31,18 +31,19 @@ T = TypeVar("T")
 
 
 class DisconnectSlot:
-    """Set by the server for one request: whether its client is gone, and what to call when it goes."""
+    """Set by the server for one request: whether its client is gone, and the task to cancel when it
+    goes (the one awaiting the call's answer, if any)."""
 
-    __slots__ = ("gone", "on_lost")
+    __slots__ = ("gone", "task")
 
     def __init__(self) -> None:
         self.gone = False
-        self.on_lost: Callable[[], None] | None = None
+        self.task: asyncio.Task[Any] | None = None
 
     def lost(self) -> None:
         self.gone = True
-        if self.on_lost is not None:
-            self.on_lost()
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def unless_client_leaves(scope: Scope, receive: Any, work: Awaitable[T]) -> T | None:
@@ -50,44 +51,36 @@ async def unless_client_leaves(scope: Scope, receive: Any, work: Awaitable[T]) -
     once (its upstream connection is closed, so the provider stops generating; the pipeline still
     settles what it admitted) and None is returned. Under the gateway's server the disconnect
     arrives through the scope's DisconnectSlot; elsewhere a watcher task reads `receive`."""
-    task = asyncio.current_task()
-    assert task is not None
-    left = False
-
-    def leave() -> None:
-        nonlocal left
-        left = True
-        task.cancel()
-
     slot = scope.get(DISCONNECT_SLOT)
-    watcher: asyncio.Task[None] | None = None
-    if isinstance(slot, DisconnectSlot):
-        if slot.gone:
-            if asyncio.iscoroutine(work):
-                work.close()
-            return None
-        slot.on_lost = leave
+    if slot is None:
+        slot = DisconnectSlot()
+        watcher: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(_watch(receive, slot))
+    elif slot.gone:
+        if asyncio.iscoroutine(work):
+            work.close()
+        return None
     else:
-        watcher = asyncio.get_running_loop().create_task(_watch(receive, leave))
+        watcher = None
+    task = slot.task = asyncio.current_task()
+    assert task is not None
     try:
         return await work
     except asyncio.CancelledError:
-        if not left:
+        if not slot.gone:
             raise
         task.uncancel()
         return None
     finally:
+        slot.task = None
         if watcher is not None:
             watcher.cancel()
-        elif isinstance(slot, DisconnectSlot):
-            slot.on_lost = None
 
 
-async def _watch(receive: Any, leave: Callable[[], None]) -> None:
+async def _watch(receive: Any, slot: DisconnectSlot) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            leave()
+            slot.lost()
             return
 
 

@@ -37,7 +37,7 @@ async def test_the_servers_signal_cancels_the_work() -> None:
     await work.started.wait()
     slot.lost()
     assert await call is None
-    assert work.cancelled and slot.on_lost is None
+    assert work.cancelled and slot.task is None
 
 
 async def test_a_client_gone_before_the_call_began_skips_it() -> None:
