@@ -171,7 +171,8 @@ class Router:
         deadline = time.monotonic() + route.config.timeout
         records: list[AttemptRecord] = []
         last: GatewayError | None = None
-        chain = [ctx.alias, *self._usable(ctx, route.config.fallbacks)]
+        fallbacks = route.config.fallbacks
+        chain = [ctx.alias, *(fallbacks if ctx.principal.models is None else self._usable(ctx, fallbacks))]
         seen: set[str] = set()
         reason = "failure"
         i = 0
@@ -375,7 +376,8 @@ class Router:
         held = False
         # The half-open probe's slot is freed by whatever ends this attempt: a verdict (observe) or,
         # for an answer that says nothing about the deployment, release_probe.
-        probe = health.state(stats, target.id, stats.clock()) == health.HALF_OPEN
+        row = stats.get(target.id)
+        probe = row is not None and 0 < row["open_until"] <= stats.clock()  # half-open: this is its probe
         try:
             if stream:
                 opened = await self._stream_attempt(ctx, target, deadline)
