@@ -441,7 +441,8 @@ class Router:
         provider = target.provider
         request, native = _build(ctx, target, stream=True)
         provider.credentials.apply(request)
-        translator: StreamTranslator = PassthroughStream(dialect(ctx.dialect).usage_reader()) if native else \
+        translator: StreamTranslator = PassthroughStream(dialect(ctx.dialect).usage_reader(),
+                                                         self.redactor.body) if native else \
             provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
                                                model=target.deployment.model)
         attempt_end = time.monotonic() + self._send_timeout(target, deadline)  # the alias's timeout bounds the stream
