@@ -29,6 +29,8 @@ _LOREM = tuple(
 # The longest lorem answer: the mock builds its answers in Python on the event loop, and an unbounded
 # `max_tokens` (20,000,000) stalled every other request for seconds. Longer asks end at "length".
 MAX_LOREM_TOKENS = 8192
+# OpenAI's own bound on `n`; past it the mock answers this many choices (each one is built in Python).
+MAX_CHOICES = 128
 
 
 class MockAdapter(OpenAIAdapter):
@@ -102,7 +104,7 @@ def completion(operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
 
 def _choices(body: dict[str, Any]) -> int:
     n = body.get("n")
-    return n if isinstance(n, int) and n > 1 else 1
+    return min(n, MAX_CHOICES) if isinstance(n, int) and n > 1 else 1
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

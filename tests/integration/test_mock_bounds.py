@@ -8,7 +8,7 @@ import json
 
 import httpx
 
-from gateway.providers.mock import MAX_LOREM_TOKENS
+from gateway.providers.mock import MAX_CHOICES, MAX_LOREM_TOKENS
 from tests.support.servers import GatewayServer
 
 CONFIG = """
@@ -32,3 +32,10 @@ def test_a_huge_max_tokens_is_cut_to_the_bound() -> None:
               if e.startswith("data: {")]
     assert chunks[-1]["usage"]["completion_tokens"] == MAX_LOREM_TOKENS
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+
+
+def test_a_huge_n_is_cut_to_the_bound() -> None:
+    body = {"model": "lorem", "n": 100_000, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    with GatewayServer(CONFIG) as gw:
+        answer = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=30).json()
+    assert len(answer["choices"]) == MAX_CHOICES
