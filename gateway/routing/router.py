@@ -472,10 +472,10 @@ class Router:
             ctx.upstream_seconds += time.perf_counter() - started
         ctx.first_byte_at = time.perf_counter()
         idle = self.table.routes[target.alias].config.stream_idle_timeout
-        clock = self._stream_clock
-        if clock is None:
-            clock = self._stream_clock = StreamClock()
-        bound = StreamBound(clock, target.id, attempt_end - time.monotonic(), idle)
+        ticker = self._stream_clock
+        if ticker is None:
+            ticker = self._stream_clock = StreamClock()
+        bound = StreamBound(ticker, target.id, attempt_end - time.monotonic(), idle)
         return OpenStream(first, rest(chunks, translator, self.redactor, bound), translator, response, target, native)
 
     def _upstream_failure(self, ctx: RequestContext, provider: Provider, status: int, body: bytes,
