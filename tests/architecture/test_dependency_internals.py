@@ -14,14 +14,14 @@ from uvicorn.server import ServerState
 
 
 def test_uvicorn_httptools_protocol_takes_its_transport_in_connection_made() -> None:
-    """gateway/server.py subclasses HttpToolsProtocol and wraps the transport it is given."""
+    """gateway/server.py subclasses HttpToolsProtocol and counts the connection it is given."""
     assert "transport" in inspect.signature(HttpToolsProtocol.connection_made).parameters
     loop = asyncio.new_event_loop()
     try:
         config = Config(app=lambda scope, receive, send: None, loop="asyncio", http="httptools")
         config.load()
         protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-        assert protocol.loop is loop  # the coalescing transport schedules its flush on it
+        assert protocol.loop is loop  # the connection bounds arm their deadlines on it
     finally:
         loop.close()
 
