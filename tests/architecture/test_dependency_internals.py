@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-from prometheus_client import CollectorRegistry, Histogram
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -24,14 +23,3 @@ def test_uvicorn_httptools_protocol_takes_its_transport_in_connection_made() -> 
         assert protocol.loop is loop  # the connection bounds arm their deadlines on it
     finally:
         loop.close()
-
-
-def test_prometheus_histograms_keep_the_buckets_the_tallies_fold_into() -> None:
-    """gateway/metrics.py folds lock-free histogram tallies into each child's buckets and sum."""
-    registry = CollectorRegistry()
-    histogram = Histogram("h", "h", registry=registry)
-    assert histogram._upper_bounds[-1] == float("inf")
-    histogram._buckets[0].inc(2)
-    histogram._sum.inc(0.5)
-    assert registry.get_sample_value("h_count") == 2
-    assert registry.get_sample_value("h_sum") == 0.5
