@@ -10,6 +10,7 @@
 #   DIALECT=messages ALIAS=bench-messages STREAM_ALIAS=bench-messages-stream bash bench/instructions.sh
 #   DIALECT=responses ALIAS=bench-responses STREAM_ALIAS=bench-responses-stream bash bench/instructions.sh
 #   DIALECT=messages bash bench/instructions.sh    # Messages translated to the Chat Completions mock
+#   SERVER=granian bash bench/instructions.sh     # the same app under granian (pip install granian)
 #   KEEP=1 MODES=json bash bench/instructions.sh && callgrind_annotate bench/results/cg.<pid>.1 | head -60
 #
 # Needs valgrind and nginx; same mock upstream and generated config as run.sh. The gateway runs about
@@ -28,6 +29,7 @@ DIALECT="${DIALECT:-chat}"             # the client's API: chat, messages or res
 EXTRA_CONFIG="${EXTRA_CONFIG:-}"
 GATEWAY_PORT="${GATEWAY_PORT:-18090}"
 MOCK_PORT="${MOCK_PORT:-18091}"
+SERVER="${SERVER:-uvicorn}"            # granian: the app under granian (pip install granian) instead of `gateway serve`
 KEEP="${KEEP:-}"                       # 1: keep the callgrind dumps in bench/results/ (callgrind_annotate)
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -54,10 +56,28 @@ KEY="sk-bench-$RANDOM$RANDOM$RANDOM"
 "$PYTHON" "$HERE/bench.py" config --out "$TMP/gateway.yaml" --mock-port "$MOCK_PORT" \
     --gateway-port "$GATEWAY_PORT" --key "$KEY" --extra "$EXTRA_CONFIG"
 # Instrumentation starts off (a quicker start); counters are zeroed after the warm-up.
-(cd "$ROOT" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/cg.%p" \
-    "$PYTHON" -m gateway serve --config "$TMP/gateway.yaml" --log-level warning) >"$TMP/gateway.log" 2>&1 &
-GATEWAY_PID=$!
+if [[ "$SERVER" == granian ]]; then
+    # The same app factory `gateway serve --workers N` uses, in granian's one worker process (its Rust
+    # HTTP server and the app's uvloop): that worker is the process counted.
+    (cd "$ROOT" && GATEWAY_CONFIG="$TMP/gateway.yaml" GATEWAY_LOG_LEVEL=warning exec valgrind --tool=callgrind \
+        --trace-children=yes --instr-atstart=no --callgrind-out-file="$TMP/cg.%p" \
+        "$PYTHON" -m granian --interface asgi --factory --workers 1 --loop uvloop --http 1 --no-ws \
+        --host 127.0.0.1 --port "$GATEWAY_PORT" --log-level warning gateway.app:create_app_from_env) \
+        >"$TMP/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    for _ in $(seq 600); do
+        WORKER_PID="$(pgrep -P "$GATEWAY_PID" | head -1 || true)"
+        [[ -n "$WORKER_PID" ]] && break
+        sleep 0.2
+    done
+    [[ -n "$WORKER_PID" ]] || { echo "instructions: granian started no worker" >&2; tail -20 "$TMP/gateway.log" >&2; exit 1; }
+else
+    (cd "$ROOT" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/cg.%p" \
+        "$PYTHON" -m gateway serve --config "$TMP/gateway.yaml" --log-level warning) >"$TMP/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    WORKER_PID=$GATEWAY_PID
+fi
 
-"$PYTHON" "$HERE/instructions.py" --port "$GATEWAY_PORT" --key "$KEY" --pid "$GATEWAY_PID" \
+"$PYTHON" "$HERE/instructions.py" --port "$GATEWAY_PORT" --key "$KEY" --pid "$WORKER_PID" \
     --requests "$REQUESTS" --warm "$WARM" --alias "$ALIAS" --stream-alias "$STREAM_ALIAS" \
     --dialect "$DIALECT" --out-dir "$TMP" $MODES || { tail -20 "$TMP/gateway.log" >&2; exit 1; }

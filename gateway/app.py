@@ -26,7 +26,7 @@ from gateway.dialects.chat import ChatDialect
 from gateway.dialects.responses.dialect import ResponsesDialect
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
-from gateway.metrics import Metrics, mark_process_dead, multiprocess_mode
+from gateway.metrics import Metrics, mark_process_dead
 from gateway.middleware.cors import Cors
 from gateway.middleware.edge import EdgeMiddleware
 from gateway.ops.access_log import AccessLog
@@ -105,10 +105,7 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     stages.append(RoutingStage(table, stats, services.store))  # last: runs only when no other stage answered
     # --- end routing ---
     pipeline = Pipeline(auth, router, services.metrics, services.store, tuple(stages),
-                        stream_usage_hook=accounting.annotate_stream,
-                        # Deferred work runs one item at a time: for writes that never wait (see IdleWork).
-                        # Several workers: another one's scrape cannot drain this one's, so none is deferred.
-                        idle=services.idle if services.store.in_process and not multiprocess_mode() else None)
+                        stream_usage_hook=accounting.annotate_stream)
     return Runtime(config=config, digest=config.digest(), auth=auth, table=table, pipeline=pipeline,
                    conversations=conversations)
 

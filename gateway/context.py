@@ -140,10 +140,7 @@ class RequestContext:
     # next call will check (a concurrency slot, reserved tokens, a budget reservation) sets this: its
     # settle is written before the answer, so that call sees it on any replica or worker.
     settle_before_reply: bool = False
-    # A later call reads this call's settle writes (a cache entry, its single-flight lock): they go
-    # out just after the answer, not when the gateway next waits on a provider (see tasks.IdleWork).
-    settle_promptly: bool = False
-    # When the answer was done (perf_counter), for a settle that runs later (see tasks.IdleWork).
+    # When the answer was done (perf_counter), for a settle that runs after it.
     finished_at: float | None = None
     # --- routing ---
     # The alias that served, when a fallback did (else None).

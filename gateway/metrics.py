@@ -5,12 +5,13 @@ Label values are bounded by the config (aliases, deployments, providers) or by s
 tuple so the hot path does a dict lookup, not a label resolution.
 
 The request path updates tallies, not prometheus_client's children: a child takes a mutex and makes
-three to six Python calls per update, and a request makes about twenty updates (a tenth of the
-gateway's work per request, measured). A tally adds to plain attributes; whatever reads the
-registry (the /metrics endpoint, `registry.get_sample_value`) first folds every tally into its child,
-so a scrape shows every update made before it. Tallies belong to the event loop's thread, which is
-where /metrics reads them. With several workers (prometheus multiprocess mode) another process reads
-this one's files at any time, so updates go straight to the children there.
+three to six Python calls per update, and a request makes about twenty updates (7-8% of the gateway's
+instructions per request, measured with bench/instructions.sh). A tally adds to plain attributes, and
+`TallyCollector` (the registry's one collector for these metrics) adds each tally to its child's
+samples whenever the registry is read (the /metrics endpoint, `registry.get_sample_value`), so a
+scrape shows every update made before it. Tallies belong to the event loop's thread, which is where
+/metrics reads them. With several workers (prometheus multiprocess mode) another process reads this
+one's files at any time, so updates go straight to the children there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 # Milliseconds matter for the gateway's own overhead; LLM calls run for seconds to minutes.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -37,92 +42,111 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class _Sum:
-    """A child's net change since the last fold."""
+class CounterTally:
+    __slots__ = ("total",)
 
-    __slots__ = ("child", "pending")
-
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        self.pending = 0.0
-
-    def fold(self) -> None:
-        if self.pending:
-            amount, self.pending = self.pending, 0.0
-            self.child.inc(amount)
-
-
-class CounterTally(_Sum):
-    __slots__ = ()
+    def __init__(self) -> None:
+        self.total = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
         if amount < 0:  # as prometheus_client's Counter: here, not later in a scrape
             raise ValueError("Counters can only be incremented by non-negative amounts.")
-        self.pending += amount
+        self.total += amount
+
+    def add_to(self, samples: list[Sample]) -> list[Sample]:
+        return [s._replace(value=s.value + self.total) if s.name.endswith("_total") else s for s in samples]
 
 
-class GaugeTally(_Sum):
-    """`set` goes to the child at once."""
+class GaugeTally:
+    """`set` goes to the child at once, and the tally starts again from it."""
 
-    __slots__ = ()
+    __slots__ = ("change", "child")
+
+    def __init__(self, child: Gauge) -> None:
+        self.child = child
+        self.change = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
-        self.pending += amount
+        self.change += amount
 
     def dec(self, amount: float = 1.0) -> None:
-        self.pending -= amount
+        self.change -= amount
 
     def set(self, value: float) -> None:
-        self.pending = 0.0
+        self.change = 0.0
         self.child.set(value)
+
+    def add_to(self, samples: list[Sample]) -> list[Sample]:
+        return [s._replace(value=s.value + self.change) for s in samples]
 
 
 class HistogramTally:
-    """A histogram child's observations since the last fold: a count per bucket and their sum."""
+    """Observations per bucket (the bounds end with +Inf: every value has one) and their sum."""
 
-    __slots__ = ("bounds", "child", "counts", "seen", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        self.bounds = tuple(child._upper_bounds)  # ends with +Inf: every value has a bucket
-        self.counts = [0] * len(self.bounds)
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
         self.sum = 0.0
-        self.seen = False
 
     def observe(self, amount: float) -> None:
         # The first bucket whose bound is >= amount, as Histogram.observe picks it.
         self.counts[bisect_left(self.bounds, amount)] += 1
         self.sum += amount
-        self.seen = True
 
-    def fold(self) -> None:
-        if not self.seen:
-            return
-        buckets = self.child._buckets
-        for i, n in enumerate(self.counts):
-            if n:
-                buckets[i].inc(n)
-                self.counts[i] = 0
-        self.child._sum.inc(self.sum)
-        self.sum = 0.0
-        self.seen = False
-
-
-_TALLIES = {"counter": CounterTally, "gauge": GaugeTally, "histogram": HistogramTally}
+    def add_to(self, samples: list[Sample]) -> list[Sample]:
+        merged, bucket, below = [], 0, 0
+        for s in samples:  # a child's buckets come in the order of their bounds, cumulative
+            if s.name.endswith("_bucket"):
+                below += self.counts[bucket]
+                bucket += 1
+                s = s._replace(value=s.value + below)
+            elif s.name.endswith("_count"):
+                s = s._replace(value=s.value + sum(self.counts))
+            elif s.name.endswith("_sum"):
+                s = s._replace(value=s.value + self.sum)
+            merged.append(s)
+        return merged
 
 
-class _FoldFirst:
-    """Registered before every metric: a registry read folds the tallies in, then collects."""
+Tally = CounterTally | GaugeTally | HistogramTally
 
-    def __init__(self, metrics: Metrics) -> None:
+
+def _bounds(histogram: Histogram, labels: tuple[str, ...]) -> tuple[float, ...]:
+    """A histogram child's bucket bounds, read from what it exports."""
+    return tuple(float(s.labels["le"]) for family in histogram.collect() for s in family.samples
+                 if s.name.endswith("_bucket") and _series(s) == labels)
+
+
+def _series(sample: Sample) -> tuple[str, ...]:
+    """A sample's label values (a histogram bucket's `le` aside), in the order the metric names them."""
+    return tuple(value for name, value in sample.labels.items() if name != "le")
+
+
+class TallyCollector(Collector):
+    """Every metric's samples, each series with its tally added (see the module's docstring)."""
+
+    def __init__(self, metrics: Metrics, exported: list[MetricWrapperBase]) -> None:
         self.metrics = metrics
+        self.exported = exported
 
-    def describe(self) -> list[Any]:
-        return []
+    def describe(self) -> Iterator[Metric]:
+        for metric in self.exported:
+            yield from metric.describe()
 
-    def collect(self) -> Iterator[Any]:
-        self.metrics.fold()
-        return iter(())
+    def collect(self) -> Iterator[Metric]:
+        tallies = self.metrics.updaters
+        for metric in self.exported:
+            for family in metric.collect():
+                series: dict[tuple[str, ...], list[Sample]] = {}
+                for sample in family.samples:
+                    series.setdefault(_series(sample), []).append(sample)
+                family.samples = []
+                for labels, samples in series.items():
+                    tally = tallies.get((metric, *labels))
+                    family.samples += samples if tally is None else tally.add_to(samples)
+                yield family
 
 
 # Why the server refused or cut a client connection (gateway_connections_refused_total's `reason`).
@@ -133,10 +157,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self._tallies: dict[tuple[object, ...], Any] = {}
+        # What `child` gives the request path, per (metric, *label values): tallies, or with several
+        # workers the prometheus_client children.
+        self.updaters: dict[tuple[object, ...], Any] = {}
         # Several workers: another process reads this one's files whenever it is scraped (see above).
         self._tallied = not multiprocess_mode()
-        r.register(_FoldFirst(self))
         self.requests = Counter("gateway_requests", "Requests answered, by alias, deployment and status class",
                                 ["alias", "provider", "deployment", "status_class"], registry=r)
         self.dialect_requests = Counter("gateway_dialect_requests", "Requests answered, by client API "
@@ -265,33 +290,38 @@ class Metrics:
         self.key_labels = False  # metrics.key_labels: the config opts in to key names as label values
         self._principal_labels: dict[tuple[str, str | None], tuple[str, str]] = {}
         # --- end observability ---
+        if self._tallied:
+            exported = [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]
+            for metric in exported:
+                r.unregister(metric)
+            r.register(TallyCollector(self, exported))
 
     def child(self, metric: Any, *labels: str) -> Any:
         """The series of `metric` with these label values, to update on the request path: its tally
         (see the module's docstring), or in multiprocess mode the prometheus_client child (cached:
         labels() takes a lock and validates on every call). A metric without labels takes none."""
         key = (metric, *labels)
-        found = self._tallies.get(key)
+        found = self.updaters.get(key)
         if found is None:
             series = metric.labels(*labels) if labels else metric
-            found = self._tallies[key] = _TALLIES[metric._type](series) if self._tallied else series
+            found = self.updaters[key] = self._tally(metric, series, labels) if self._tallied else series
         return found
 
-    def fold(self) -> None:
-        """Every tally's updates into its prometheus_client child (a registry read does this first)."""
-        if self._tallied:
-            for tally in list(self._tallies.values()):
-                tally.fold()
+    @staticmethod
+    def _tally(metric: Any, series: Any, labels: tuple[str, ...]) -> Tally:
+        if isinstance(metric, Histogram):
+            return HistogramTally(_bounds(metric, labels))
+        return GaugeTally(series) if isinstance(metric, Gauge) else CounterTally()
 
     def count_request(self, alias: str, provider: str, deployment: str, status: int, dialect: str = "") -> None:
         status_class = _STATUS_CLASS[status // 100] if 1 <= status // 100 <= 5 else "other"
         key = (self.requests, alias, provider, deployment, status_class)
-        found = self._tallies.get(key)
+        found = self.updaters.get(key)
         if found is None:
             found = self.child(*key)
         found.inc()
         if dialect:
-            by_dialect = self._tallies.get((self.dialect_requests, dialect, status_class))
+            by_dialect = self.updaters.get((self.dialect_requests, dialect, status_class))
             if by_dialect is None:
                 by_dialect = self.child(self.dialect_requests, dialect, status_class)
             by_dialect.inc()
@@ -314,7 +344,7 @@ class Metrics:
     def forget(self, gauge: Gauge, *labels: str) -> None:
         """Drop a gauge's series. In multiprocess mode prometheus_client cannot remove one (the other
         workers' files keep it): it is set to 0, which the dashboards read as "gone"."""
-        self._tallies.pop((gauge, *labels), None)
+        self.updaters.pop((gauge, *labels), None)
         if multiprocess_mode():
             gauge.labels(*labels).set(0)
             return

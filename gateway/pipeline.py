@@ -30,7 +30,6 @@ from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation
 from gateway.settlement import Settlement, Settler, Timing
 from gateway.store import Store, StoreOp
-from gateway.tasks import IdleWork
 
 log = get_logger("pipeline")
 
@@ -95,17 +94,14 @@ class Stage(Protocol):
 
 class Pipeline:
     def __init__(self, auth: Authenticator, router: Router, metrics: Metrics, store: Store,
-                 stages: tuple[Stage, ...] = (), stream_usage_hook: StreamUsageHook | None = None,
-                 idle: IdleWork | None = None) -> None:
+                 stages: tuple[Stage, ...] = (), stream_usage_hook: StreamUsageHook | None = None) -> None:
         self.auth = auth
         self.router = router
         self.metrics = metrics
         self.store = store
         self.stages = stages
         self.stream_usage_hook = stream_usage_hook
-        # Settles that no later call reads wait in `idle` for the gateway's next wait on a provider;
-        # None: every settle follows its answer at once.
-        self.settler = Settler(store, metrics, idle, self._observe)
+        self.settler = Settler(store, metrics, self._observe)
 
     async def handle(self, ctx: RequestContext, *, authenticated: bool = False) -> Reply:
         """`authenticated`: the endpoint has put the caller in `ctx.principal` already."""
@@ -149,8 +145,6 @@ class Pipeline:
         return reply
 
     async def _route(self, ctx: RequestContext, settlement: Settlement) -> Reply:
-        if self.settler.idle is not None:
-            self.settler.idle.soon()  # this call is about to wait on its provider: earlier calls settle then
         codec = dialect(ctx.dialect)
         if ctx.stream:
             opened = await self.router.open_stream(ctx)

@@ -12,7 +12,6 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.routing.table import RouteTable
 from gateway.store import Store
-from gateway.tasks import IdleWork
 from gateway.tokenize import TokenCounter
 from gateway.upstream import UpstreamPool
 
@@ -39,8 +38,6 @@ class Services:
     max_body_bytes: int = 10 * 1024 * 1024
     started: bool = False
     extra: dict[str, object] = field(default_factory=dict)
-    # Settles left for the moments the gateway waits on a provider (see IdleWork; embedded store only).
-    idle: IdleWork = field(default_factory=IdleWork)
 
     def current(self) -> Runtime:
         runtime = self.runtime

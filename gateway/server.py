@@ -1,14 +1,6 @@
-"""The server's side of each client connection: uvicorn's httptools protocol, with every response head
-sent together with the first bytes of its body.
+"""The server's side of each client connection: uvicorn's httptools protocol, bounded.
 
-uvicorn writes a response's status line and headers as one send and its body as another. On a
-keep-alive connection that is two system calls and two TCP segments per answer, and on loopback the
-sender also pays the receiver's share of the TCP work: measured here, the second write cost about
-as much CPU as everything the gateway's own code does to route a request. Holding the head until
-the body's first bytes follow (they always do at once for the gateway's answers, JSON or the first
-SSE event) makes one send of the two.
-
-The protocol also bounds what one client may hold before the app sees its request (uvicorn bounds none
+The protocol bounds what one client may hold before the app sees its request (uvicorn bounds none
 of it): the size and number of a request's header fields (431), the time its headers and its body may
 take to arrive (408), how long a connection may wait for its first request, and how many connections
 are open at once (503). Each refusal is an OpenAI-shaped JSON error, counted in
@@ -41,57 +33,6 @@ from gateway.metrics import Metrics
 from gateway.middleware.edge import READ_TIMED_OUT
 from gateway.routes.asgi import DISCONNECT_SLOT, DisconnectSlot
 
-_HEAD_START = b"HTTP/1."
-_HEAD_END = b"\r\n\r\n"
-
-
-class CoalescingTransport:
-    """A transport that holds a response head until the next write and sends both as one.
-
-    Correctness never rests on recognising a head: every write leaves in order, and a held one goes
-    at the next write, before the transport closes, or at the event loop's next turn (an answer
-    whose body is late, or a response that has none), whichever comes first. Everything but the
-    writes and `close` is the wrapped transport's own (`abort` drops a held head with the rest)."""
-
-    __slots__ = ("_held", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data)
-        elif data.startswith(_HEAD_START) and data.endswith(_HEAD_END):
-            self._held = data
-            self._loop.call_soon(self.flush)
-        else:
-            self._transport.write(data)
-
-    def flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self._transport.is_closing():
-                self._transport.write(held)
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.write(b"".join(list_of_data))
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
 
 def _services(app: Any) -> Any:
     """The gateway's services, under whatever uvicorn wrapped the app in (proxy headers, trace logging)."""
@@ -115,9 +56,9 @@ def error_response(error: GatewayError) -> bytes:
 
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (parsing, keep-alive, flow control, pipelining: all uvicorn's)
-    writing through a CoalescingTransport, with the bounds of `server:` on each connection, telling
-    the app at once when its client is gone (a DisconnectSlot in the scope: without it, noticing costs
-    the app a task per request that waits on `receive`)."""
+    with the bounds of `server:` on each connection, telling the app at once when its client is gone
+    (a DisconnectSlot in the scope: without it, noticing costs the app a task per request that waits
+    on `receive`)."""
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -139,8 +80,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
-        super().connection_made(cast(asyncio.Transport, coalescing))
+        super().connection_made(cast(asyncio.Transport, transport))
         if len(self.connections) > self.max_connections:
             self._refuse(TooManyConnectionsError(
                 "The gateway has too many open connections; retry shortly.", headers={"retry-after": "1"}),

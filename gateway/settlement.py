@@ -10,15 +10,12 @@ gateway/routes/calls.py), the stream pump before its last bytes when the table s
 | failed before its answer                                            | before         | before         |
 | holds what the client's next call checks (`ctx.settle_before_reply`)| before         | before         |
 | runs on a store that may apply a later read first (not `ordered`)   | before         | after          |
-| has writes a later call reads (`ctx.settle_promptly`), or no idle   | after          | after          |
-| anything else (embedded store, one worker)                          | deferred       | deferred       |
+| anything else                                                       | after          | after          |
 
 - before: the settle finishes before the client has its answer (a stream's response completes only
   after it, though its last event was sent).
-- after: just after the answer went out, in the request's own task.
-- deferred: when the gateway next waits on a provider (tasks.IdleWork), or shortly after; what the
-  answer itself needs from the settle (a cost header, the access log's cost, a stream's deployment
-  freed for the next choice) is done at once by the stages' `annotate`.
+- after: just after the answer went out, in the request's own task; what a JSON answer itself needs
+  from the settle (a cost header, the access log's cost) is done first by the stages' `annotate`.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ from gateway.errors import GatewayError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreOp
-from gateway.tasks import IdleWork
 
 if TYPE_CHECKING:
     from gateway.pipeline import JSONReply, Reply
@@ -46,18 +42,15 @@ log = get_logger("settlement")
 class Timing(enum.Enum):
     BEFORE = "before the answer"
     AFTER = "after the answer"
-    DEFERRED = "at the gateway's next wait on a provider"
 
 
-def settle_timing(ctx: RequestContext, *, stream: bool, failed: bool, ordered: bool, idle: bool) -> Timing:
+def settle_timing(ctx: RequestContext, *, stream: bool, failed: bool, ordered: bool) -> Timing:
     """When a call's settle runs: the table in the module docstring, row by row."""
     if failed or ctx.settle_before_reply:
         return Timing.BEFORE
     if not ordered and not stream:
         return Timing.BEFORE
-    if ctx.settle_promptly or not idle:
-        return Timing.AFTER
-    return Timing.DEFERRED
+    return Timing.AFTER
 
 
 class SettlingStage(Protocol):
@@ -77,12 +70,9 @@ class SettlingStage(Protocol):
 class Settler:
     """Writes settlements: one store batch per call, then its metrics (through `observe`)."""
 
-    def __init__(self, store: Store, metrics: Metrics, idle: IdleWork | None,
-                 observe: ObserveCall) -> None:
+    def __init__(self, store: Store, metrics: Metrics, observe: ObserveCall) -> None:
         self.store = store
         self.metrics = metrics
-        # Where deferred settles wait; None: none is deferred (Redis, several workers).
-        self.idle = idle
         self.observe = observe
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -90,8 +80,7 @@ class Settler:
         return Settlement(self, ctx)
 
     def timing(self, ctx: RequestContext, *, stream: bool, failed: bool) -> Timing:
-        return settle_timing(ctx, stream=stream, failed=failed, ordered=self.store.ordered,
-                             idle=self.idle is not None)
+        return settle_timing(ctx, stream=stream, failed=failed, ordered=self.store.ordered)
 
     async def write(self, settlement: Settlement, *, shield: bool) -> None:
         """Every admitted stage's writes, sent to the store in one round trip, then the metrics."""
@@ -174,21 +163,15 @@ class Settlement:
     done: bool = False
 
     def decide(self, reply: Reply | None, error: GatewayError | None, *, stream: bool) -> Timing:
-        """The answer (or failure) is known. A deferred settle is queued now, with what the answer
-        needs from it done at once."""
+        """The answer (or failure) is known. When the answer leaves first, what it needs from the
+        settle is done now."""
         if self.timing is not None:
             return self.timing
         self.reply, self.error = reply, error
         timing = self.timing = self.settler.timing(self.ctx, stream=stream, failed=error is not None and not stream)
-        if timing is Timing.DEFERRED or (timing is Timing.AFTER and not stream):
-            # The answer leaves before its settle: what it needs from the settle is done now.
+        if timing is Timing.AFTER and not stream:
             self.ctx.finished_at = time.perf_counter()  # the metrics' and usage record's end of the call
-            self._annotate(reply if not stream else None)
-        if timing is Timing.DEFERRED:
-            self.done = True
-            idle = self.settler.idle
-            assert idle is not None
-            idle.defer(self._deferred)
+            self._annotate(reply)
         return timing
 
     async def run(self, *, shield: bool = False) -> None:
@@ -203,11 +186,7 @@ class Settlement:
         before its answer was known."""
         if self.timing is None:
             self.decide(self.reply, self.error, stream=False)
-        if self.timing is not Timing.DEFERRED:
-            await self.run(shield=True)
-
-    async def _deferred(self) -> None:
-        await self.settler.write(self, shield=False)
+        await self.run(shield=True)
 
     def _annotate(self, reply: Reply | None) -> None:
         from gateway.pipeline import JSONReply

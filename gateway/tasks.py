@@ -1,13 +1,11 @@
 """A background task owned by one object: started once, stopped by cancelling it and waiting for it
-to finish (the config watcher, the store monitor, the runtime-keys refresher); and the work the
-gateway leaves for the moments it waits (IdleWork)."""
+to finish (the config watcher, the store monitor, the runtime-keys refresher)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.logging import get_logger
@@ -46,70 +44,3 @@ class Background:
             await asyncio.wait({task}, timeout=_RECANCEL_AFTER)
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-class IdleWork:
-    """Work that nothing in the next request reads, run while the gateway waits on a provider.
-
-    At one connection the client's next request arrives while the last call still settles (its usage
-    record, spend counters, routing statistics and metrics: about 45 µs on the benchmark machine) and
-    waits for it, yet every call then spends longer than that with nothing to do while its provider
-    answers. Deferred work runs in that gap: `soon()` (a call is about to wait on its provider) starts
-    it, and so does a timer `delay` seconds after it was deferred, when no call comes. Whatever reads
-    what deferred work writes awaits `drain()` first (the /metrics endpoint, the admin spend and usage
-    reads, a graceful shutdown). Work runs in the order it was deferred, one item at a time: it is
-    meant for writes that complete without suspending (the embedded store)."""
-
-    __slots__ = ("_delay", "_pending", "_runner", "_timer")
-
-    def __init__(self, delay: float = 0.002) -> None:
-        self._delay = delay
-        self._pending: deque[Callable[[], Awaitable[None]]] = deque()
-        self._runner: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def defer(self, work: Callable[[], Awaitable[None]]) -> None:
-        self._pending.append(work)
-        # One timer at a time, left to fire even when a caller's wait ran the work first: arming and
-        # cancelling one per request cost more than the timer's rare empty turn.
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._on_timer)
-
-    def soon(self) -> None:
-        """The caller is about to wait: what is pending runs as soon as it does."""
-        if self._pending and self._runner is None:
-            self._start()
-
-    async def drain(self) -> None:
-        """Return once everything deferred so far has run."""
-        self._start()
-        runner = self._runner
-        if runner is not None:
-            await asyncio.shield(runner)
-        if self._timer is not None and not self._pending:  # (a later event loop arms its own)
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._start()
-
-    def _start(self) -> None:
-        if self._runner is not None and self._runner.done():  # cancelled before it ever ran
-            self._runner = None
-        if self._runner is None and self._pending:
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name="idle-work")
-
-    async def _run(self) -> None:
-        try:
-            while self._pending:
-                work = self._pending.popleft()
-                try:
-                    await work()
-                except Exception:  # deferred work handles its own failures; this only keeps the rest running
-                    log.exception("deferred work failed")
-        finally:
-            self._runner = None

@@ -75,7 +75,6 @@ class SpendEndpoint:
         require_master(self.services, scope)
         store = self.services.store
         assert store is not None
-        await self.services.idle.drain()  # calls answered before this read are in it
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         now = time.time()
         try:

@@ -130,7 +130,6 @@ class CacheStage:
 
     def _observe(self, ctx: RequestContext, state: _State) -> None:
         ctx.cache_state = state
-        ctx.settle_promptly = True
         if ctx.stream:
             ctx.capture = []
 

@@ -21,7 +21,6 @@ log = get_logger("shutdown")
 async def drain(services: Services, *, deadline_s: float = 5.0) -> int:
     """Finish pending accounting writes; returns the number of calls whose writes were flushed."""
     until = time.monotonic() + deadline_s
-    await services.idle.drain()  # settles left for idle moments: there are none left now
     runtime = services.runtime
     if runtime is not None:
         try:

@@ -27,7 +27,6 @@ from gateway.routes.calls import DialectEndpoint
 from gateway.runtime import Runtime, Services
 from gateway.settlement import Timing, settle_timing
 from gateway.store import StoreOp
-from gateway.tasks import IdleWork
 from gateway.tokenize import TokenCounter
 from gateway.upstream import UpstreamPool
 
@@ -37,23 +36,22 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 1, "model": "m"
 CHUNKS = [b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n', b"data: [DONE]\n\n"]
 
 
-def expected(*, stream: bool, failed: bool, holds: bool, prompt: bool, ordered: bool, idle: bool) -> Timing:
+def expected(*, stream: bool, failed: bool, holds: bool, ordered: bool) -> Timing:
     """The table of the settlement module's docstring, read top to bottom."""
     rows: list[tuple[bool, Timing]] = [
         (failed, Timing.BEFORE),
         (holds, Timing.BEFORE),
         (not ordered and not stream, Timing.BEFORE),
-        (prompt or not idle, Timing.AFTER),
     ]
-    return next((timing for applies, timing in rows if applies), Timing.DEFERRED)
+    return next((timing for applies, timing in rows if applies), Timing.AFTER)
 
 
-@given(st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans())
-def test_the_table(stream: bool, failed: bool, holds: bool, prompt: bool, ordered: bool, idle: bool) -> None:
+@given(st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_the_table(stream: bool, failed: bool, holds: bool, ordered: bool) -> None:
     ctx = RequestContext(request_id="r", operation=ChatDialect().operation, body={}, alias="a", stream=stream,
-                         headers={}, settle_before_reply=holds, settle_promptly=prompt)
-    assert settle_timing(ctx, stream=stream, failed=failed, ordered=ordered, idle=idle) is expected(
-        stream=stream, failed=failed, holds=holds, prompt=prompt, ordered=ordered, idle=idle)
+                         headers={}, settle_before_reply=holds)
+    assert settle_timing(ctx, stream=stream, failed=failed, ordered=ordered) is expected(
+        stream=stream, failed=failed, holds=holds, ordered=ordered)
 
 
 # --- the fakes -------------------------------------------------------------------------------------
@@ -80,12 +78,12 @@ class Stage:
 
     name = "probe"
 
-    def __init__(self, log: Log, *, holds: bool, prompt: bool) -> None:
-        self.log, self.holds, self.prompt = log, holds, prompt
+    def __init__(self, log: Log, *, holds: bool) -> None:
+        self.log, self.holds = log, holds
         self.settled: list[GatewayError | None] = []
 
     async def admit(self, ctx: RequestContext) -> Reply | None:
-        ctx.settle_before_reply, ctx.settle_promptly = self.holds, self.prompt
+        ctx.settle_before_reply = self.holds
         return None
 
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
@@ -145,11 +143,11 @@ class Router:
         return Opened(CHUNKS[0], rest())
 
 
-def endpoint(log: Log, stage: Stage, *, ordered: bool, idle: IdleWork | None, fail: bool) -> DialectEndpoint:
+def endpoint(log: Log, stage: Stage, *, ordered: bool, fail: bool) -> DialectEndpoint:
     metrics = Metrics()
     store = FakeStore(log, ordered=ordered)
     pipeline = Pipeline(Authenticator(AuthConfig(required=False)), cast(Any, Router(fail=fail)), metrics,
-                        cast(Any, store), (cast(Any, stage),), idle=idle)
+                        cast(Any, store), (cast(Any, stage),))
     services = Services(metrics=metrics, pool=UpstreamPool(), tokens=TokenCounter(), store=cast(Any, store))
     services.runtime = Runtime(config=GatewayConfig(), digest="", auth=pipeline.auth, table=cast(Any, None),
                                pipeline=pipeline, conversations=cast(Any, None))
@@ -172,36 +170,28 @@ async def call(app: DialectEndpoint, log: Log, *, stream: bool) -> None:
     log.events.append("returned")
 
 
-MATRIX = list(itertools.product([False, True], repeat=5))
+MATRIX = list(itertools.product([False, True], repeat=3))
 
 
-@pytest.mark.parametrize(("stream", "holds", "prompt", "ordered", "idle"), MATRIX)
-async def test_each_row_settles_once_at_its_time(stream: bool, holds: bool, prompt: bool, ordered: bool,
-                                                 idle: bool) -> None:
+@pytest.mark.parametrize(("stream", "holds", "ordered"), MATRIX)
+async def test_each_row_settles_once_at_its_time(stream: bool, holds: bool, ordered: bool) -> None:
     log = Log()
-    stage = Stage(log, holds=holds, prompt=prompt)
-    queue = IdleWork(delay=60) if idle else None  # (no timer fires during the test)
-    await call(endpoint(log, stage, ordered=ordered, idle=queue, fail=False), log, stream=stream)
-    timing = expected(stream=stream, failed=False, holds=holds, prompt=prompt, ordered=ordered, idle=idle)
+    stage = Stage(log, holds=holds)
+    await call(endpoint(log, stage, ordered=ordered, fail=False), log, stream=stream)
+    timing = expected(stream=stream, failed=False, holds=holds, ordered=ordered)
     if timing is Timing.BEFORE:
         assert log.events == ["store", "answered", "returned"]
-    elif timing is Timing.AFTER:
+    else:
         annotated = [] if stream else ["annotate"]  # a JSON answer's headers are set before it leaves
         assert log.events == [*annotated, "answered", "store", "returned"]
-    else:
-        # (A stream's end is known once its last event is out: its annotate follows that.)
-        assert log.events == (["answered", "annotate", "returned"] if stream else ["annotate", "answered", "returned"])
-        assert queue is not None
-        await queue.drain()
-        assert log.events[-1] == "store"
     assert len(stage.settled) == 1
 
 
-@pytest.mark.parametrize(("stream", "idle"), list(itertools.product([False, True], repeat=2)))
-async def test_a_failed_call_settles_before_its_error_leaves(stream: bool, idle: bool) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failed_call_settles_before_its_error_leaves(stream: bool) -> None:
     log = Log()
-    stage = Stage(log, holds=False, prompt=False)
-    app = endpoint(log, stage, ordered=True, idle=IdleWork(delay=60) if idle else None, fail=True)
+    stage = Stage(log, holds=False)
+    app = endpoint(log, stage, ordered=True, fail=True)
     with pytest.raises(UpstreamError):
         await call(app, log, stream=stream)
     assert log.events == ["store"]
