@@ -413,7 +413,8 @@ class Deployment(Strict):
     # Name used in headers, metrics and logs; defaults to "provider/model".
     name: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
-    priority: int = 0
+    # `strategy: priority`: lowest first; unset, the deployment's position in the alias's list.
+    priority: int | None = None
     timeout: Duration | None = None
     ttft_timeout: Duration | None = None
     # Parameters merged into every upstream request body (client values win).

@@ -42,9 +42,10 @@ def weighted_order(targets: Sequence[Target], rng: random.Random) -> list[Target
 
 
 def priority_order(targets: Sequence[Target], rng: random.Random) -> list[Target]:
-    """Lowest `priority` first; equal priorities share by weight."""
+    """Lowest rank first (a deployment's `priority`, else its place in the list: a list without
+    priorities is tried in the order written); equal ranks share by weight."""
     shuffled = weighted_order(targets, rng)
-    return sorted(shuffled, key=lambda t: t.deployment.priority)
+    return sorted(shuffled, key=lambda t: t.rank)
 
 
 def latency_scores(targets: Sequence[Target], live: Live, now: float, stream: bool, tau: float) -> list[float | None]:

@@ -25,6 +25,8 @@ class Target:
     drop_unsupported: bool
     # USD per million tokens for the cost strategy (mean of input and output); None: unknown.
     cost: float | None = None
+    # Place under `strategy: priority`: the deployment's `priority`, else its position in the list.
+    rank: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +52,9 @@ class RouteTable:
                 Target(alias=alias, deployment=d, provider=self.providers[d.provider], id=d.id,
                        timeout=d.timeout or spec.timeout, ttft_timeout=d.ttft_timeout or spec.ttft_timeout,
                        drop_unsupported=spec.drop_unsupported_params,
-                       cost=d.cost_per_mtok if d.cost_per_mtok is not None or costs is None else costs.get(d.id))
-                for d in spec.deployments)
+                       cost=d.cost_per_mtok if d.cost_per_mtok is not None or costs is None else costs.get(d.id),
+                       rank=d.priority if d.priority is not None else position)
+                for position, d in enumerate(spec.deployments))
             self.routes[alias] = Route(alias, spec, targets, tuple(d.weight for d in spec.deployments))
 
     def get(self, alias: str) -> Route | None:
