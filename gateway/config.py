@@ -456,11 +456,18 @@ class CacheConfig(Strict):
 
 # --- routing ---
 class CooldownConfig(Strict):
-    """Circuit breaker: `failures` retryable failures within `window` open a deployment for `base`,
-    doubling on each consecutive opening up to `max`; then a single probe decides."""
+    """Circuit breaker: `failures` failures in a row, or a `failure_rate` share of at least `min_calls`
+    calls within `window`, open a deployment for `base`, doubling on each consecutive opening up to
+    `max`; then a single probe decides. Rare errors at any traffic are left to retries."""
 
-    failures: Annotated[int, Field(ge=1)] = 3
-    window: Duration = 60.0
+    failures: Annotated[int, Field(ge=1, description="Failures in a row (each within `window` of the "
+                                   "last) that open the circuit at once, whatever the traffic.")] = 5
+    failure_rate: Annotated[float, Field(gt=0, le=1, description="Share of failed calls within `window` "
+                                         "that opens the circuit, once `min_calls` calls were seen.")] = 0.5
+    min_calls: Annotated[int, Field(ge=1, description="Calls within `window` before `failure_rate` "
+                                    "applies.")] = 20
+    window: Annotated[Duration, Field(gt=0, description="The counting window of `failure_rate` (restarted "
+                                      "once it is this old) and the longest gap inside a run of failures.")] = 10.0
     base: Duration = 5.0
     max: Duration = 300.0
 

@@ -125,7 +125,7 @@ class RoutingStats:
         cd = config.cooldown
         per_token = latency / max(1, tokens) if latency >= 0 else -1.0
         obs: Observation = (dep, 1 if ok else 0, per_token, latency, ttft, retry_after, now, self.tau,
-                            cd.failures, cd.window, cd.base, cd.max)
+                            cd.failures, cd.window, cd.base, cd.max, cd.failure_rate, cd.min_calls)
         h = self._cache.get(dep)
         if h is None:
             h = self._cache[dep] = empty()
@@ -146,7 +146,7 @@ class RoutingStats:
         now = self.clock()
         cd = config.cooldown
         obs: Observation = (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, now, self.tau,
-                            cd.failures, cd.window, cd.base, cd.max)
+                            cd.failures, cd.window, cd.base, cd.max, cd.failure_rate, cd.min_calls)
         h = self._cache.get(dep)
         if h is not None:
             h = self._cache[dep] = dict(h)

@@ -21,11 +21,11 @@ from typing import Any
 from gateway.store.scripts import ScriptOps
 
 # An observation on the wire: (deployment id, ok, latency per output token, duration, ttft,
-# retry_after, now, tau, failures, window, base, max); -1 marks "no sample".
-Observation = tuple[str, int, float, float, float, float, float, float, int, float, float, float]
+# retry_after, now, tau, failures, window, base, max, failure_rate, min_calls); -1 marks "no sample".
+Observation = tuple[str, int, float, float, float, float, float, float, int, float, float, float, float, int]
 
 FIELDS = ("lat", "lat_t", "lat_n", "dur_m", "dur_v", "ttft", "ttft_t", "ttft_n", "ttft_m", "ttft_v",
-          "err", "n", "fails", "fails_t", "open_until", "level", "probe_until")
+          "err", "n", "fails", "fails_t", "open_until", "level", "probe_until", "calls", "streak", "streak_t")
 # Smoothing of the plain (count-based) averages: TTFT/duration mean and variance, error rate.
 ALPHA = 0.2
 # The `ok` of an observation that carries no verdict: a half-open probe that ended without saying
@@ -55,8 +55,26 @@ def _meanvar(h: dict[str, float], m: str, v: str, first: bool, x: float) -> None
     h[v] = (1 - ALPHA) * (h[v] + ALPHA * diff * diff)
 
 
+def _count(h: dict[str, float], ok: int, now: float, window: float) -> None:
+    """The closed circuit's counters: calls and failures in the current window (restarted once it is
+    `window` old), and the run of failures in a row (each within `window` of the one before)."""
+    if h["fails_t"] == 0 or now - h["fails_t"] > window:
+        h["calls"], h["fails"], h["fails_t"] = 0.0, 0.0, now
+    h["calls"] += 1
+    if ok:
+        h["streak"] = 0.0
+        return
+    h["fails"] += 1
+    h["streak"] = 1.0 if h["streak_t"] == 0 or now - h["streak_t"] > window else h["streak"] + 1
+    h["streak_t"] = now
+
+
+def _reset_counts(h: dict[str, float]) -> None:
+    h["calls"] = h["fails"] = h["fails_t"] = h["streak"] = h["streak_t"] = 0.0
+
+
 def apply_observation(h: dict[str, float], o: Observation) -> None:
-    _, ok, lat, dur, ttft, retry_after, now, tau, fail_n, window, base, cap = o
+    _, ok, lat, dur, ttft, retry_after, now, tau, fail_n, window, base, cap, rate, min_calls = o
     if ok == RELEASE_PROBE:
         if 0 < h["open_until"] <= now:
             h["probe_until"] = 0.0
@@ -72,27 +90,30 @@ def apply_observation(h: dict[str, float], o: Observation) -> None:
     open_until = h["open_until"]
     if ok:
         if open_until > 0 and now >= open_until:  # the probe (or a late success) closes the circuit
-            h["open_until"] = h["level"] = h["probe_until"] = h["fails"] = 0.0
+            h["open_until"] = h["level"] = h["probe_until"] = 0.0
+            _reset_counts(h)
+        elif open_until == 0:
+            _count(h, ok, now, window)
         return
     if open_until > 0 and now >= open_until:  # half-open and failed again: reopen, longer
         h["level"] += 1
         h["open_until"] = now + min(cap, base * 2 ** (h["level"] - 1))
-        h["probe_until"] = h["fails"] = 0.0
+        h["probe_until"] = 0.0
+        _reset_counts(h)
     elif open_until > 0:  # already open (a failure that was in flight)
         if retry_after > 0:
             h["open_until"] = max(open_until, now + min(retry_after, cap))
     elif retry_after > 0:  # 429 + Retry-After: open for as long as the provider asks
         h["open_until"] = now + min(retry_after, cap)
-        h["fails"] = 0.0
+        _reset_counts(h)
     else:
-        if h["fails_t"] == 0 or now - h["fails_t"] > window:
-            h["fails"], h["fails_t"] = 1.0, now
-        else:
-            h["fails"] += 1
-        if h["fails"] >= fail_n:
+        _count(h, ok, now, window)
+        # A run of failures opens at once at any traffic; scattered failures open only when they are
+        # a large enough share of enough calls (rare errors are left to retries).
+        if h["streak"] >= fail_n or (h["calls"] >= min_calls and h["fails"] >= rate * h["calls"]):
             h["level"] += 1
             h["open_until"] = now + min(cap, base * 2 ** (h["level"] - 1))
-            h["fails"] = 0.0
+            _reset_counts(h)
 
 
 def claim_probe(h: dict[str, float], now: float, ttl: float) -> bool:
@@ -139,12 +160,13 @@ class MemoryRoutingOps:
 _LUA_OBSERVE = """
 local function num(v) if v then return tonumber(v) end return 0 end
 local fields = {FIELDS}
-local per = 11
+local per = 13
 for k = 1, #KEYS do
   local a = (k - 1) * per
   local ok, lat, dur, ttft = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), tonumber(ARGV[a+4])
   local ra, now, tau = tonumber(ARGV[a+5]), tonumber(ARGV[a+6]), tonumber(ARGV[a+7])
   local fail_n, window, base, cap = tonumber(ARGV[a+8]), tonumber(ARGV[a+9]), tonumber(ARGV[a+10]), tonumber(ARGV[a+11])
+  local rate, min_calls = tonumber(ARGV[a+12]), tonumber(ARGV[a+13])
   if ok == RELEASE_PROBE then
     local ou = tonumber(redis.call('HGET', KEYS[k], 'open_until') or '0')
     if ou > 0 and ou <= now then redis.call('HSET', KEYS[k], 'probe_until', '0') end
@@ -174,24 +196,35 @@ for k = 1, #KEYS do
   if ttft >= 0 then meanvar('ttft_m', 'ttft_v', h['ttft_n'] == 0, ttft); peak('ttft', ttft) end
   if h['n'] == 0 then h['err'] = 1 - ok else h['err'] = h['err'] + ALPHA * ((1 - ok) - h['err']) end
   h['n'] = h['n'] + 1
+  local function count()
+    if h['fails_t'] == 0 or now - h['fails_t'] > window then h['calls'] = 0; h['fails'] = 0; h['fails_t'] = now end
+    h['calls'] = h['calls'] + 1
+    if ok == 1 then h['streak'] = 0; return end
+    h['fails'] = h['fails'] + 1
+    if h['streak_t'] == 0 or now - h['streak_t'] > window then h['streak'] = 1 else h['streak'] = h['streak'] + 1 end
+    h['streak_t'] = now
+  end
+  local function reset_counts()
+    h['calls'] = 0; h['fails'] = 0; h['fails_t'] = 0; h['streak'] = 0; h['streak_t'] = 0
+  end
   local ou = h['open_until']
   if ok == 1 then
-    if ou > 0 and now >= ou then h['open_until'] = 0; h['level'] = 0; h['probe_until'] = 0; h['fails'] = 0 end
+    if ou > 0 and now >= ou then h['open_until'] = 0; h['level'] = 0; h['probe_until'] = 0; reset_counts()
+    elseif ou == 0 then count() end
   elseif ou > 0 and now >= ou then
     h['level'] = h['level'] + 1
     h['open_until'] = now + math.min(cap, base * 2 ^ (h['level'] - 1))
-    h['probe_until'] = 0; h['fails'] = 0
+    h['probe_until'] = 0; reset_counts()
   elseif ou > 0 then
     if ra > 0 then h['open_until'] = math.max(ou, now + math.min(ra, cap)) end
   elseif ra > 0 then
-    h['open_until'] = now + math.min(ra, cap); h['fails'] = 0
+    h['open_until'] = now + math.min(ra, cap); reset_counts()
   else
-    if h['fails_t'] == 0 or now - h['fails_t'] > window then h['fails'] = 1; h['fails_t'] = now
-    else h['fails'] = h['fails'] + 1 end
-    if h['fails'] >= fail_n then
+    count()
+    if h['streak'] >= fail_n or (h['calls'] >= min_calls and h['fails'] >= rate * h['calls']) then
       h['level'] = h['level'] + 1
       h['open_until'] = now + math.min(cap, base * 2 ^ (h['level'] - 1))
-      h['fails'] = 0
+      reset_counts()
     end
   end
   local out = {}

@@ -57,8 +57,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
 
 def obs(dep: str, now: float, *, ok: bool = True, lat: float = -1.0, ttft: float = -1.0,
         retry_after: float = -1.0, failures: int = 3, window: float = 60.0, base: float = 5.0,
-        cap: float = 40.0) -> Observation:
-    return (dep, int(ok), lat, lat, ttft, retry_after, now, 10.0, failures, window, base, cap)
+        cap: float = 40.0, rate: float = 0.5, min_calls: int = 20) -> Observation:
+    return (dep, int(ok), lat, lat, ttft, retry_after, now, 10.0, failures, window, base, cap, rate, min_calls)
 
 
 async def observe(store: Any, *observations: Observation) -> None:
@@ -108,7 +108,7 @@ async def test_a_probe_without_a_verdict_frees_the_slot_and_nothing_else(store: 
     opened = await row(store, dep)
     assert await store.routing_claim_probe(dep, 105.5, 30.0)
     assert not await store.routing_claim_probe(dep, 106.0, 30.0)  # taken
-    release: Observation = (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 106.0, 10.0, 3, 60.0, 5.0, 40.0)
+    release: Observation = (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 106.0, 10.0, 3, 60.0, 5.0, 40.0, 0.5, 20)
     await observe(store, release)
     assert {**opened, "probe_until": 0.0} == await row(store, dep)  # still half-open, counts untouched
     assert await store.routing_claim_probe(dep, 106.5, 30.0)  # the next request may probe
@@ -118,7 +118,7 @@ async def test_releasing_a_closed_deployment_changes_nothing(store: Any) -> None
     dep = "a/m"
     await observe(store, obs(dep, 100.0, lat=0.1))
     before = await row(store, dep)
-    await observe(store, (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 101.0, 10.0, 3, 60.0, 5.0, 40.0))
+    await observe(store, (dep, RELEASE_PROBE, -1.0, -1.0, -1.0, -1.0, 101.0, 10.0, 3, 60.0, 5.0, 40.0, 0.5, 20))
     assert await row(store, dep) == before
 
 
@@ -140,6 +140,36 @@ async def test_failures_outside_the_window_do_not_add_up(store: Any) -> None:
     await observe(store, obs(dep, 0.0 + 1, ok=False), obs(dep, 30.0, ok=False))
     await observe(store, obs(dep, 100.0, ok=False))  # window restarted
     assert (await row(store, dep))["open_until"] == 0
+
+
+async def test_rare_errors_at_high_traffic_never_open(store: Any) -> None:
+    """100 calls a second with every 50th failing (2 %), for two minutes: retries absorb them."""
+    dep = "a/m"
+    for second in range(120):
+        now = 1000.0 + second
+        await observe(store, *(obs(dep, now + i / 100, ok=(second * 100 + i) % 50 != 0, window=10.0,
+                                   failures=5) for i in range(100)))
+        assert (await row(store, dep))["open_until"] == 0, f"opened after {second} s"
+
+
+async def test_a_deployment_failing_most_calls_opens_within_its_window(store: Any) -> None:
+    """Scattered failures (never 5 in a row) on two calls of three, past `min_calls`: open."""
+    dep = "a/m"
+    calls = [obs(dep, 100.0 + i / 10, ok=i % 3 == 0, window=10.0, failures=5) for i in range(30)]
+    await observe(store, *calls[:19])
+    assert (await row(store, dep))["open_until"] == 0  # fewer calls than min_calls: no rate yet
+    await observe(store, calls[19])
+    got = await row(store, dep)
+    assert got["open_until"] == pytest.approx(101.9 + 5.0) and got["level"] == 1
+
+
+async def test_failures_in_a_row_open_at_once_at_any_traffic(store: Any) -> None:
+    dep = "a/m"
+    await observe(store, *(obs(dep, 100.0 + i, ok=True) for i in range(100)))
+    await observe(store, *(obs(dep, 200.0 + i, ok=False, failures=5, window=10.0) for i in range(4)))
+    assert (await row(store, dep))["open_until"] == 0
+    await observe(store, obs(dep, 204.0, ok=False, failures=5, window=10.0))
+    assert (await row(store, dep))["open_until"] == pytest.approx(209.0)
 
 
 async def test_retry_after_opens_at_once_for_that_long(store: Any) -> None:

@@ -382,3 +382,30 @@ def test_cost_strategy_ranks_by_the_price_table_accounting_bills_with(
         ups["b"][1].fail = openai_error(500, "down", type_="server_error")
         assert ask(sdk, "c").headers["x-gateway-deployment"] == "c/m-x"
     assert n(ups, "a") == 0
+
+
+def test_default_cooldown_lets_retries_absorb_rare_errors_and_opens_on_a_failing_deployment(
+        ups: Any, make_client: Callable[..., openai.OpenAI]) -> None:
+    """One deployment at 100 requests a second (fake clock) with 2 % upstream 500s: every request is
+    answered (its retry succeeds) and the circuit stays closed. Then it fails every call: the circuit
+    opens within a few requests and the next is answered 503 without reaching the upstream."""
+    models = {"solo": {"deployments": [{"provider": "a", "model": "m"}]}}
+    calls = iter(range(10**9))
+    ups["a"][0].handler = lambda r: openai_error(500, "boom") if next(calls) % 50 == 49 else openai_echo(r)
+    clock = FakeClock()
+    with routed(models, ups, clock) as gw:
+        sdk = make_client(gw.url + "/v1")
+        for _ in range(400):
+            clock.advance(0.01)
+            assert ask(sdk, "solo").headers["x-gateway-deployment"] == "a/m"
+        assert n(ups, "a") > 400  # failures happened and were retried
+        assert 'gateway_routing_circuit_state{deployment="a/m"} 0.0' in httpx.get(gw.url + "/metrics").text
+        ups["a"][0].handler = lambda r: openai_error(500, "boom")
+        for _ in range(3):  # two attempts each: the fifth failure in a row opens the circuit
+            clock.advance(0.01)
+            with pytest.raises(openai.InternalServerError):
+                ask(sdk, "solo")
+        before = n(ups, "a")
+        with pytest.raises(openai.InternalServerError) as cooling:
+            ask(sdk, "solo")
+        assert cooling.value.code == "deployments_cooling_down" and n(ups, "a") == before

@@ -49,7 +49,7 @@ class Live:
 
     def sample(self, dep: str, now: float, *, lat: float = -1.0, ttft: float = -1.0, ok: bool = True) -> None:
         h = self.rows.setdefault(dep, empty())
-        apply_observation(h, (dep, int(ok), lat, lat, ttft, -1.0, now, 10.0, 3, 60.0, 5.0, 300.0))
+        apply_observation(h, (dep, int(ok), lat, lat, ttft, -1.0, now, 10.0, 3, 60.0, 5.0, 300.0, 0.5, 20))
 
 
 def ids(targets: list[Target]) -> list[str]:
