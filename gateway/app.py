@@ -52,6 +52,7 @@ from gateway.schemas import Operation
 from gateway.stages.accounting import build_stage
 from gateway.stages.cache import CacheStage, CacheStore
 from gateway.stages.conversations import ConversationStage
+from gateway.stages.shedding import InFlight, SheddingStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store
 from gateway.store.topology import describe as describe_store
@@ -73,7 +74,12 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     responses = config.responses
     conversations = Conversations(services.store, ttl=responses.ttl, max_response_bytes=responses.max_response_bytes,
                                   max_chain=responses.max_chain, max_history_bytes=responses.max_history_bytes)
-    stages: list[Stage] = [ConversationStage(conversations), RateLimitStage(limiter)]
+    in_flight = services.extra.get("shedding.in_flight")
+    if not isinstance(in_flight, InFlight):
+        in_flight = services.extra["shedding.in_flight"] = InFlight()
+    # Shedding first: a refused call costs nothing more.
+    stages: list[Stage] = [SheddingStage(config, in_flight, services.metrics), ConversationStage(conversations),
+                           RateLimitStage(limiter)]
     # --- end rate limits ---
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
     retry = services.extra.get("accounting.retry")

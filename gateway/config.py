@@ -162,6 +162,9 @@ class ServerConfig(Strict):
                                                 "next (or first) request before it is closed.")] = 5.0
     max_connections: Annotated[int, Field(ge=1, description="Open client connections; one more is "
                                           "answered 503 and closed.")] = 1000
+    max_in_flight: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Calls (streams until they end) in flight in one worker; one more is "
+        "answered 503 with Retry-After at once. Unset: no bound but max_connections.")
     cors: CorsConfig | None = Field(default=None, description="Cross-origin requests from browsers; off "
                                     "when absent.")
 
@@ -501,6 +504,9 @@ class AliasConfig(Strict):
     drop_unsupported_params: bool = False
     cache: CacheConfig | None = None  # --- cache ---
 
+    max_in_flight: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Calls of this alias in flight in one worker; one more is answered 503 "
+        "with Retry-After at once. Unset: no bound.")
     # --- routing ---
     # Larger-context aliases tried, in order, when an upstream answers `context_length_exceeded`.
     context_window_fallbacks: list[str] = Field(default_factory=list)

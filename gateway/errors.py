@@ -193,6 +193,14 @@ class TooManyConnectionsError(GatewayError):
     default_code = "too_many_connections"
 
 
+class OverloadedError(GatewayError):
+    """Load shedding: the worker or the alias is at its bound of calls in flight."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "gateway_overloaded"
+
+
 class StoreUnavailableError(GatewayError):
     status = 503
     error_type = "api_error"

@@ -226,6 +226,9 @@ class Metrics:
         # --- routing ---
         self.fallbacks = Counter("gateway_routing_fallbacks", "Requests moved to another alias, by reason",
                                  ["alias", "to_alias", "reason"], registry=r)
+        self.shed = Counter("gateway_requests_shed", "Calls refused at once with 503 because the worker or "
+                            "the alias was at its bound of calls in flight (max_in_flight), by scope",
+                            ["scope", "alias"], registry=r)
         self.retries = Counter("gateway_routing_retries", "Attempts after the first, by alias",
                                ["alias"], registry=r)
         self.hedges = Counter("gateway_routing_hedges", "Hedged second attempts, by outcome (started, won)",
