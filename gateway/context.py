@@ -158,6 +158,8 @@ class RequestContext:
     # --- accounting ---
     # True once a stream reached the provider's end marker (False: cut, failed or cancelled).
     stream_complete: bool = False
+    # The gateway itself cut the stream short (its shutdown grace ran out): recorded with status 499.
+    cut: bool = False
     # The accounting stage's per-request state (its budget reservation, its writes).
     accounting: object | None = None
     # --- end accounting ---

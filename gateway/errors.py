@@ -201,6 +201,14 @@ class OverloadedError(GatewayError):
     default_code = "gateway_overloaded"
 
 
+class StreamCutError(GatewayError):
+    """A stream still running when the shutdown grace ran out: ended with the dialect's error event."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "stream_cut_by_shutdown"
+
+
 class StoreUnavailableError(GatewayError):
     status = 503
     error_type = "api_error"

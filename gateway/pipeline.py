@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from gateway.auth import Authenticator
 from gateway.context import RequestContext, Usage
 from gateway.dialects import StreamEncoder, dialect
-from gateway.errors import GatewayError, InternalError
+from gateway.errors import GatewayError, InternalError, StreamCutError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.routing.router import OpenStream, Router
@@ -35,6 +35,20 @@ log = get_logger("pipeline")
 
 # The status recorded for a call whose client left before the answer (nginx's convention).
 CLIENT_CLOSED = 499
+# The status a stream cut short by the gateway itself carries in usage records and metrics (nginx's
+# "closed before the answer was complete"; cancelled hedges use it too).
+CUT_STATUS = 499
+
+
+def _cut_by_shutdown(exc: asyncio.CancelledError) -> bool:
+    """uvicorn cancels the tasks still running when `timeout_graceful_shutdown` runs out with this
+    message (a client that leaves cancels without one): the stream can still be ended properly."""
+    if "graceful shutdown" not in str(exc):
+        return False
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    return True
 
 
 @dataclass(slots=True)
@@ -193,6 +207,15 @@ class Pipeline:
         except GatewayError as exc:
             error = exc
             yield encoder.fail(exc) if encoder is not None else dialect(ctx.dialect).error_event(exc)
+        except asyncio.CancelledError as exc:
+            if not _cut_by_shutdown(exc):
+                raise  # the client left (the endpoint's watcher): nobody to tell
+            error = StreamCutError("The gateway shut down before this stream ended (server.shutdown_grace "
+                                   "ran out); the answer is incomplete.")
+            ctx.cut = True
+            log.warning("stream cut by shutdown", extra={"fields": {
+                "request_id": ctx.request_id, "alias": ctx.alias, "deployment": ctx.deployment or ""}})
+            yield encoder.fail(error) if encoder is not None else dialect(ctx.dialect).error_event(error)
         except Exception:  # an unexpected fault must still end the stream visibly
             log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
             error = InternalError("The gateway failed while streaming the answer.")
@@ -203,6 +226,8 @@ class Pipeline:
             ctx.stream_complete = opened.translator.done and error is None
             if error is not None:
                 ctx.status, ctx.error_type = 502 if error.http_status < 500 else error.http_status, error.error_type
+            if ctx.cut:  # recorded as the gateway's own cut, as a cancelled hedge is
+                ctx.status = CUT_STATUS
             settlement.decide(None, error, stream=True)
 
     def _stream_out(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,

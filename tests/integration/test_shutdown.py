@@ -4,6 +4,7 @@ finish, flushes the accounting writes that failed while Redis was away, and the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXITED = (0, -signal.SIGTERM)
 
 CONFIG = """
-server: {{host: 127.0.0.1, port: {port}, shutdown_grace: 20s}}
+server: {{host: 127.0.0.1, port: {port}, shutdown_grace: {grace}}}
 store: {{redis_url: "{redis_url}", timeout: 300ms, key_prefix: "{prefix}"}}
 auth: {{required: false}}
 providers:
@@ -42,10 +43,11 @@ models:
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, redis_url: str = "", prefix: str = "gw") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serve(tmp_path: Path, redis_url: str = "", prefix: str = "gw",
+          grace: str = "20s") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
     config = tmp_path / "gateway.yaml"
-    config.write_text(CONFIG.format(port=port, redis_url=redis_url, prefix=prefix))
+    config.write_text(CONFIG.format(port=port, redis_url=redis_url, prefix=prefix, grace=grace))
     log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--log-format", "text"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
@@ -145,3 +147,52 @@ def test_sigterm_flushes_accounting_writes_queued_while_redis_was_down(tmp_path:
         assert decode_record(records[0][1])["alias"] == "demo"
     finally:
         servers.stop_all()
+
+
+def test_streams_cut_by_the_shutdown_grace_end_with_an_error_event_and_are_recorded_as_cut(tmp_path: Path) -> None:
+    """Streams still running when `shutdown_grace` runs out end with the dialect's error event (never
+    a bare close), the log has one structured line each and no traceback, and their usage records
+    carry status 499."""
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    prefix = f"t-cut-{uuid4().hex[:8]}"
+    streams = 3
+    try:
+        with serve(tmp_path, "redis://127.0.0.1:6379/0", prefix, grace="1s") as (proc, base):
+            lines: list[list[str]] = [[] for _ in range(streams)]
+            started = threading.Barrier(streams + 1)
+
+            def stream(out: list[str]) -> None:
+                body = {"model": "slow", "stream": True, "max_tokens": 500,
+                        "messages": [{"role": "user", "content": "hi"}]}
+                with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("data: "):
+                            if not out:
+                                started.wait(15)
+                            out.append(line[6:])
+
+            readers = [threading.Thread(target=stream, args=(out,)) for out in lines]
+            for reader in readers:
+                reader.start()
+            started.wait(15)
+            proc.send_signal(signal.SIGTERM)
+            for reader in readers:
+                reader.join(30)
+            assert proc.wait(30) in EXITED
+        for out in lines:
+            assert out[-1] != "[DONE]"
+            error = json.loads(out[-1])["error"]
+            assert error["code"] == "stream_cut_by_shutdown", out[-1]
+        log = (tmp_path / "gateway.log").read_text()
+        assert log.count("stream cut by shutdown") == streams, log
+        assert "Traceback" not in log, log
+        records = [decode_record(fields) for _, fields in client.xrange(f"{prefix}:{{usage}}:usage")]
+        assert sorted(r["status"] for r in records) == ["499"] * streams, records
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
