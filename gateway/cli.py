@@ -67,9 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
-    options = dict(host=host, port=port, loop="uvloop", http=GatewayHttpProtocol, access_log=False,
-                   log_level="warning", lifespan="on", timeout_graceful_shutdown=config.server.shutdown_grace,
-                   server_header=False, date_header=False,
+    options = dict(host=host, port=port, loop=args.loop or config.server.loop, http=GatewayHttpProtocol,
+                   access_log=False, log_level="warning", lifespan="on",
+                   timeout_graceful_shutdown=config.server.shutdown_grace, server_header=False, date_header=False,
                    # No X-Forwarded-* rewriting: the gateway logs no client address, and it is one
                    # layer less per request. Put a load balancer's access log where addresses matter.
                    proxy_headers=False)
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
+                       help="event loop (default: the config's server.loop)")
     serve.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
                        help="overrides logging.level (and GATEWAY_LOG_LEVEL)")
     serve.add_argument("--log-format", choices=("json", "text"), default=None,

@@ -162,6 +162,8 @@ class ServerConfig(Strict):
                                                 "next (or first) request before it is closed.")] = 5.0
     max_connections: Annotated[int, Field(ge=1, description="Open client connections; one more is "
                                           "answered 503 and closed.")] = 1000
+    loop: Literal["uvloop", "asyncio"] = Field(default="uvloop", description="Event loop of `gateway serve` "
+                                               "(`--loop` overrides): uvloop, or Python's own asyncio loop.")
     max_in_flight: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="Calls (streams until they end) in flight in one worker; one more is "
         "answered 503 with Retry-After at once. Unset: no bound but max_connections.")
