@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -190,7 +191,8 @@ def test_streams_cut_by_the_shutdown_grace_end_with_an_error_event_and_are_recor
         log = (tmp_path / "gateway.log").read_text()
         assert log.count("stream cut by shutdown") == streams, log
         assert "Traceback" not in log, log
-        records = [decode_record(fields) for _, fields in client.xrange(f"{prefix}:{{usage}}:usage")]
+        written: Any = client.xrange(f"{prefix}:{{usage}}:usage")
+        records = [decode_record(fields) for _, fields in written]
         assert sorted(r["status"] for r in records) == ["499"] * streams, records
     finally:
         for key in client.scan_iter(match=f"{prefix}:*"):
