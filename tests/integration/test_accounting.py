@@ -45,7 +45,7 @@ models:
   gpt:
     deployments: [{{provider: up, model: gpt-up, price: {{input: 2.5, output: 10, cached_input: 1.25}}}}]
     retries: 0
-    cooldown: {{failures: 1000}}  # cut streams are failures; the tests want no circuit breaker
+    cooldown: {{failures: 1000, min_calls: 1000}}  # cut streams are failures; the tests want no circuit breaker
   fb:
     deployments: [{{provider: up, model: failing, price: {{input: 100, output: 100}}}}]
     fallbacks: [gpt]

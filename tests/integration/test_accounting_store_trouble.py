@@ -40,7 +40,7 @@ models:
     deployments: [{{provider: up, model: gpt-up, price: {{input: 2.5, output: 10}}}}]
     retries: 0
     fallbacks: [backup]
-    cooldown: {{failures: 1000}}
+    cooldown: {{failures: 1000, min_calls: 1000}}
   backup:
     deployments: [{{provider: up, model: backup-up, name: backup, price: {{input: 1, output: 1}}}}]
     retries: 0
