@@ -139,7 +139,8 @@ def test_latency_moves_away_from_a_slow_deployment_and_back(ups: Any,
 
 FALLBACK_MODELS: dict[str, Any] = {
     "primary": {"deployments": [{"provider": "a", "model": "m"}], "retries": 0, "fallbacks": ["backup"],
-                "context_window_fallbacks": ["large"], "cooldown": {"failures": 1000, "min_calls": 1000}, "ttft_timeout": "300ms"},
+                "context_window_fallbacks": ["large"], "cooldown": {"failures": 1000, "min_calls": 1000},
+                "ttft_timeout": "300ms"},
     "backup": {"deployments": [{"provider": "b", "model": "m"}]},
     "large": {"deployments": [{"provider": "c", "model": "m"}]},
     "gone": {"deployments": [{"provider": "dead", "model": "x"}], "retries": 0, "fallbacks": ["backup"]},
