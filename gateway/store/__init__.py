@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from gateway.conversations import ConversationOps
+
 
 class StoreOp(NamedTuple):
     """One queued write: `name` selects the store's implementation, `args` are its arguments.
@@ -28,7 +30,10 @@ class StoreOp(NamedTuple):
     once: tuple[str, str] | None = None
 
 
-class Store(Protocol):
+class Store(ConversationOps, Protocol):
+    """The shared store's operations, a group per feature (the Responses API's stored conversations
+    are declared with their feature, in gateway/conversations)."""
+
     # True when operations complete without suspending (the embedded store): nothing can be cut
     # short by a cancellation, so callers need not shield its writes.
     in_process: bool
@@ -67,17 +72,6 @@ class Store(Protocol):
         """The deployment a client session is pinned to (gateway/store/sessions.py)."""
         ...
 
-    # --- responses: stored conversations (gateway/store/conversations_*.py, gateway/conversations) ---
-    async def conversation_put(self, owner_tag: str, response_id: str, previous_id: str, value: bytes,
-                               ttl_ms: int, max_chain: int) -> None: ...
-
-    async def conversation_get(self, owner_tag: str, response_id: str) -> bytes | None: ...
-
-    async def conversation_delete(self, owner_tag: str, response_id: str) -> bool: ...
-
-    async def conversation_chain(self, owner_tag: str, response_id: str, max_chain: int,
-                                 max_bytes: int) -> tuple[int, list[bytes]]: ...
-    # --- end responses ---
 
 
 # Words of a store's refusal that sending the same write again cannot change (a counter or an argument

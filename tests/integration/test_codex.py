@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.agent_clis import Recorder, cli, environment
+from tests.support.agent_clis import Recorder, cli, codex_home, environment
 from tests.support.anthropic_fake import ToolRoundTrip
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, sse_lines
 
@@ -32,29 +32,8 @@ models:
 
 
 def run_codex(gw: GatewayServer, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    home, work = tmp_path / "codex-home", tmp_path / "work"
-    home.mkdir()
+    home, work = codex_home(tmp_path / "codex-home", gw.url, "GATEWAY_KEY"), tmp_path / "work"
     work.mkdir()
-    (home / "config.toml").write_text(f"""
-model = "gpt-5-codex"
-model_provider = "gateway"
-check_for_update_on_startup = false
-
-[model_providers.gateway]
-name = "gateway"
-base_url = "{gw.url}/v1"
-wire_api = "responses"
-env_key = "GATEWAY_KEY"
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[otel]
-exporter = "none"
-""")
     env = environment(tmp_path, CODEX_HOME=str(home), GATEWAY_KEY=KEY)
     return subprocess.run([cli("codex"), "exec", "--skip-git-repo-check", f"Run echo {MARK} and say what it printed"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=180, check=False,

@@ -33,6 +33,35 @@ def cli(name: str) -> str:
     return found
 
 
+def codex_home(home: Path, base_url: str, key_variable: str) -> Path:
+    """A CODEX_HOME whose config sends Codex to `base_url` (the Responses API) with the key in
+    `key_variable`, analytics, feedback and telemetry off, no retries of its own."""
+    home.mkdir()
+    (home / "config.toml").write_text(f"""
+model = "gpt-5-codex"
+model_provider = "gateway"
+check_for_update_on_startup = false
+
+[model_providers.gateway]
+name = "gateway"
+base_url = "{base_url}/v1"
+wire_api = "responses"
+env_key = "{key_variable}"
+stream_max_retries = 0
+request_max_retries = 0
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+""")
+    return home
+
+
 def environment(home: Path, **extra: str) -> dict[str, str]:
     """A clean environment: the CLI's own home, loopback only, telemetry and updates off."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8", **QUIET}

@@ -1,25 +1,19 @@
 """The real Codex CLI reads the stream encoder's output: a loopback upstream runs each request Codex
 sends through `parse_request` and answers a canonical turn through `StreamEncoder`. Codex must run the
 tool call it gets, send the result back with the reasoning item it received, and finish the turn.
-Skipped when the `codex` binary (npm package @openai/codex) is not installed."""
+Skipped when the `codex` binary is not installed (tests/support/agent_clis.py), except under CI."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway.dialects.responses import StreamEncoder, parse_request
+from tests.support.agent_clis import cli, codex_home, environment
 from tests.support.canonical import Call, Turn, chunks, sse
 from tests.support.servers import FakeUpstream, Recorded, Reply
-
-CODEX = shutil.which("codex")
-pytestmark = pytest.mark.skipif(CODEX is None, reason="the Codex CLI (npm @openai/codex) is not installed")
 
 THINKING = Turn(reasoning=["I should run ", "the command."], signature="sig-codex")
 
@@ -54,35 +48,12 @@ class Model:
 
 
 def run_codex(home: Path, work: Path, url: str) -> subprocess.CompletedProcess[str]:
-    home.mkdir()
     work.mkdir()
-    (home / "config.toml").write_text(f"""
-model = "gpt-5-codex"
-model_provider = "gateway"
-check_for_update_on_startup = false
-
-[model_providers.gateway]
-name = "gateway"
-base_url = "{url}/v1"
-wire_api = "responses"
-env_key = "GATEWAY_TEST_KEY"
-stream_max_retries = 0
-request_max_retries = 0
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[otel]
-exporter = "none"
-""")
-    env = {**os.environ, "CODEX_HOME": str(home), "GATEWAY_TEST_KEY": "sk-test", "NO_COLOR": "1"}
-    assert CODEX is not None
+    env = environment(home.parent, CODEX_HOME=str(codex_home(home, url, "GATEWAY_TEST_KEY")),
+                      GATEWAY_TEST_KEY="sk-test", NO_COLOR="1")
     prompt = "Run echo hello-from-tool and tell me what it printed"
-    return subprocess.run([CODEX, "exec", "--skip-git-repo-check", prompt], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run([cli("codex"), "exec", "--skip-git-repo-check", prompt], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, check=False)
 
 
 def test_codex_runs_a_tool_call_and_finishes_the_turn(tmp_path: Path) -> None:
