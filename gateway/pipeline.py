@@ -112,7 +112,6 @@ class Pipeline:
         self.auth = auth
         self.router = router
         self.metrics = metrics
-        self.store = store
         self.stages = stages
         self.stream_usage_hook = stream_usage_hook
         self.settler = Settler(store, metrics, self._observe)
@@ -121,13 +120,11 @@ class Pipeline:
         """`authenticated`: the endpoint has put the caller in `ctx.principal` already."""
         if not authenticated:
             ctx.principal = self.auth.authenticate(ctx.headers)
-        table = self.router.table
-        if table.get(ctx.alias) is None:
-            alias = table.resolve(ctx.alias)
-            if alias is None:
-                self.router.plan(ctx)  # raises the 404 for an unknown alias
-            else:
-                ctx.alias = alias
+        alias = self.router.table.resolve(ctx.alias)
+        if alias is None:
+            self.router.plan(ctx)  # raises the 404 for an unknown alias
+        else:
+            ctx.alias = alias
         self.auth.authorize(ctx.principal, ctx.alias)
         settlement = self.settler.start(ctx)
         reply: Reply | None = None
@@ -206,7 +203,7 @@ class Pipeline:
                 yield self._captured(ctx, tail)
         except GatewayError as exc:
             error = exc
-            yield encoder.fail(exc) if encoder is not None else dialect(ctx.dialect).error_event(exc)
+            yield _error_end(ctx, encoder, exc)
         except asyncio.CancelledError as exc:
             if not _cut_by_shutdown(exc):
                 raise  # the client left (the endpoint's watcher): nobody to tell
@@ -215,11 +212,11 @@ class Pipeline:
             ctx.cut = True
             log.warning("stream cut by shutdown", extra={"fields": {
                 "request_id": ctx.request_id, "alias": ctx.alias, "deployment": ctx.deployment or ""}})
-            yield encoder.fail(error) if encoder is not None else dialect(ctx.dialect).error_event(error)
+            yield _error_end(ctx, encoder, error)
         except Exception:  # an unexpected fault must still end the stream visibly
             log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
             error = InternalError("The gateway failed while streaming the answer.")
-            yield encoder.fail(error) if encoder is not None else dialect(ctx.dialect).error_event(error)
+            yield _error_end(ctx, encoder, error)
         finally:
             opened.response.close()
             ctx.usage = opened.translator.usage
@@ -302,3 +299,9 @@ def new_context(request_id: str, operation: Operation, body: dict[str, Any], hea
     return RequestContext(request_id=request_id, operation=operation, body=body,
                           alias=str(body.get("model")), stream=body.get("stream") is True, headers=headers,
                           started=started)
+
+
+def _error_end(ctx: RequestContext, encoder: StreamEncoder | None, error: GatewayError) -> bytes:
+    """The event that ends a stream that failed after its first bytes, in the client's dialect (an
+    encoder closes what it has open first)."""
+    return encoder.fail(error) if encoder is not None else dialect(ctx.dialect).error_event(error)

@@ -46,8 +46,7 @@ class DialectEndpoint:
         call = self.dialect.parse(body, headers)
         ctx = scope[CONTEXT] = new_context(scope.get(REQUEST_ID, ""), self.dialect.operation, call.body, headers,
                                            started)
-        if call.native is not None or self.dialect.name != "chat":
-            ctx.dialect, ctx.native, ctx.untranslatable = self.dialect.name, call.native, call.untranslatable
+        ctx.dialect, ctx.native, ctx.untranslatable = self.dialect.name, call.native, call.untranslatable
         ctx.principal = principal
         reply = await unless_client_leaves(scope, receive, runtime.pipeline.handle(ctx, authenticated=True))
         if reply is None:  # the client left: nothing to send, the call was cancelled and settled

@@ -33,7 +33,6 @@ class CountTokensEndpoint:
         body = parse_json(raw)
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str):
-            alias = model if runtime.table.get(model) is not None else runtime.table.resolve(model)
-            runtime.auth.authorize(principal, alias or model)
+            runtime.auth.authorize(principal, runtime.table.resolve(model) or model)
         tokens = count_tokens(body, self.services.tokens)
         await send_json(send, JSONReply(200, orjson.dumps({"input_tokens": tokens})))

@@ -61,8 +61,10 @@ class RouteTable:
         return self.routes.get(alias)
 
     def resolve(self, name: str) -> str | None:
-        """The alias a model name that is no alias stands for: the first `model_patterns` glob it
-        matches (exact alias names are looked up first, by `get`)."""
+        """The alias a requested model name stands for: the alias of that name, else the alias of the
+        first `model_patterns` glob it matches; None when there is none."""
+        if name in self.routes:
+            return name
         alias = self._resolved.get(name)
         if alias is None:
             alias = resolve_alias(name, (), self.patterns) or ""

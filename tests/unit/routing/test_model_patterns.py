@@ -28,6 +28,7 @@ def table() -> RouteTable:
 def test_patterns_apply_in_order_after_exact_names() -> None:
     t = table()
     assert t.get("claude-haiku-4-5") is not None  # an exact alias is never a pattern's
+    assert t.resolve("claude-haiku-4-5") == "claude-haiku-4-5"
     assert t.resolve("claude-haiku-3-5-20241022") == "claude-fast"
     assert t.resolve("claude-sonnet-4-5-20250929") == "claude"
     assert t.resolve("gpt-4o") is None
