@@ -61,8 +61,7 @@ class RoutingStage:
             self._log_trouble("session pin not read")
 
     def annotate(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> None:
-        """A stream's end, when its settle waits: the deployment is free for the next call's choice."""
-        self._release(ctx, error)
+        """Nothing the answer needs: only a stream holds its deployment, and settle frees it."""
 
     def settle(self, ctx: RequestContext, reply: object, error: GatewayError | None) -> Sequence[StoreOp]:
         self._release(ctx, error)
