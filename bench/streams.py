@@ -4,6 +4,8 @@ straight to the fake upstream in the same run.
 Two roles, each a process (bench/streams.sh pins them):
   upstream  an OpenAI-compatible SSE server on raw asyncio sockets: TTFT, then one token every
             INTERVAL, TOKENS tokens, chunked transfer encoding, keep-alive.
+  count     instructions per forwarded token of a gateway running under callgrind
+            (bench/stream_instructions.sh)
   load      opens streams on raw sockets, ramps to each concurrency level over RAMP seconds, holds
             it for HOLD seconds (a finished stream is replaced at once) and prints one JSON line per
             level: tokens/s, TTFT p50/p99 (streams opened during the ramp and in the steady state
@@ -16,7 +18,9 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import time
+from pathlib import Path
 
 TOKEN = b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,' \
         b'"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
@@ -64,12 +68,13 @@ class Level:
     def __init__(self) -> None:
         self.ttft_ramp: list[float] = []
         self.ttft_steady: list[float] = []
+        self.ttft_burst: list[float] = []
         self.tokens = 0
         self.errors = 0
         self.done = 0
 
 
-async def one_stream(port: int, path: str, body: bytes, level: Level, ramp: bool) -> None:
+async def one_stream(port: int, path: str, body: bytes, level: Level, ttfts: list[float]) -> None:
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -92,7 +97,7 @@ async def one_stream(port: int, path: str, body: bytes, level: Level, ramp: bool
                 level.errors += 1
                 return
             if first:
-                (level.ttft_ramp if ramp else level.ttft_steady).append(time.perf_counter() - started)
+                ttfts.append(time.perf_counter() - started)
                 first = False
             level.tokens += data.count(b'"content":"tok "')
             tail = (tail + data)[-16:]
@@ -127,13 +132,14 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def run_level(port: int, path: str, body: bytes, n: int, ramp: float, hold: float,
-                    pid: int | None) -> dict[str, object]:
+                    pid: int | None, burst: int = 0) -> dict[str, object]:
     level = Level()
     tasks: set[asyncio.Task[None]] = set()
     stop = False
 
     def start(ramping: bool) -> None:
-        task = asyncio.create_task(one_stream(port, path, body, level, ramping))
+        task = asyncio.create_task(one_stream(port, path, body, level,
+                                              level.ttft_ramp if ramping else level.ttft_steady))
         tasks.add(task)
 
         def again(t: asyncio.Task[None]) -> None:
@@ -152,6 +158,8 @@ async def run_level(port: int, path: str, body: bytes, n: int, ramp: float, hold
     tokens = level.tokens - tokens0
     cpu = (cpu_seconds(pid) - cpu0) / elapsed if pid else None
     rss = rss_kib(pid) if pid else 0
+    if burst:  # new connections all at once on top of the level's streams (issue 19's defect 1)
+        await asyncio.gather(*(one_stream(port, path, body, level, level.ttft_burst) for _ in range(burst)))
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"streams": n, "tokens_per_s": round(tokens / elapsed), "cpu": round(cpu, 3) if cpu is not None else None,
@@ -160,14 +168,52 @@ async def run_level(port: int, path: str, body: bytes, n: int, ramp: float, hold
             "ttft_steady_p50_ms": pct(level.ttft_steady, 0.5), "ttft_steady_p99_ms": pct(level.ttft_steady, 0.99),
             "rss_mib": round(rss / 1024, 1) if pid else None,
             "rss_kib_per_stream": round((rss - rss_before) / n, 1) if pid else None,
+            **({"burst": burst, "ttft_burst_p50_ms": pct(level.ttft_burst, 0.5),
+                "ttft_burst_p99_ms": pct(level.ttft_burst, 0.99)} if burst else {}),
             "completed": level.done, "errors": level.errors}
+
+
+def callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def newest_total(out_dir: str, pid: int) -> int:
+    """The Ir total of the newest callgrind dump of `pid`."""
+    dumps = sorted(Path(out_dir).glob(f"cg.{pid}*"), key=lambda p: p.stat().st_mtime)
+    for line in reversed(dumps[-1].read_text(errors="replace").splitlines()):
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise SystemExit(f"streams: no totals in {dumps[-1]}")
+
+
+async def count(args: argparse.Namespace) -> None:
+    """Instructions per forwarded token: `--concurrency` streams at a time, `--rounds` times after
+    one round of warm-up, the gateway's counters zeroed before and dumped after (it runs under
+    callgrind, started with instrumentation off)."""
+    body = json.dumps({"model": args.model, "stream": True,
+                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    callgrind(args.pid, "--instr=on")
+    for measured in (False, True):
+        if measured:
+            callgrind(args.pid, "--zero")
+        level = Level()
+        for _ in range(args.rounds if measured else 1):
+            await asyncio.gather(*(one_stream(args.port, args.path, body, level, level.ttft_ramp)
+                                   for _ in range(args.concurrency)))
+        if level.errors:
+            raise SystemExit(f"streams: {level.errors} streams failed")
+    callgrind(args.pid, "--dump")
+    total = newest_total(args.out_dir, args.pid)
+    print(json.dumps({"streams": level.done, "tokens": level.tokens,
+                      "instructions_per_token": round(total / level.tokens),
+                      "instructions_per_stream": round(total / level.done)}), flush=True)
 
 
 async def load(args: argparse.Namespace) -> None:
     body = json.dumps({"model": args.model, "stream": True,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
     for n in args.levels:
-        result = await run_level(args.port, args.path, body, n, args.ramp, args.hold, args.pid)
+        result = await run_level(args.port, args.path, body, n, args.ramp, args.hold, args.pid, args.burst)
         print(json.dumps({"target": args.label, **result}), flush=True)
 
 
@@ -193,9 +239,20 @@ def main() -> None:
     lo.add_argument("--hold", type=float, default=10.0)
     lo.add_argument("--pid", type=int, default=None)
     lo.add_argument("--label", default="")
+    lo.add_argument("--burst", type=int, default=0, help="after each level's hold, open this many streams at once")
+    co = sub.add_parser("count")
+    co.add_argument("--port", type=int, required=True)
+    co.add_argument("--path", default="/v1/chat/completions")
+    co.add_argument("--model", default="m")
+    co.add_argument("--pid", type=int, required=True)
+    co.add_argument("--out-dir", required=True)
+    co.add_argument("--concurrency", type=int, default=5)
+    co.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.role == "upstream":
         asyncio.run(upstream(args.port, args.ttft, args.interval, args.tokens))
+    elif args.role == "count":
+        asyncio.run(count(args))
     else:
         asyncio.run(load(args))
 

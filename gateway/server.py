@@ -11,6 +11,7 @@ only when a read ends with a request's head or body unfinished.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import Callable
 from typing import Any, cast
@@ -212,21 +213,105 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+# Connections taken each time the listening socket is ready: a burst is let in at once, and one turn
+# of the loop still cannot be spent accepting alone.
+ACCEPT_BATCH = 256
+# After the process ran out of file descriptors (EMFILE): how long to leave the queue to the kernel.
+ACCEPT_PAUSE = 0.5
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Acceptor:
+    """Accepts the connections of one listening socket itself, ACCEPT_BATCH at a time, and hands each
+    to the event loop as an accepted socket.
+
+    Why not the loop's own server: libuv (under uvloop) accepts one connection per turn of the loop,
+    and a turn of a loop serving a thousand streams lasts tens of milliseconds, so a burst of new
+    clients waited seconds in the listen queue while the kernel had long accepted them, and the
+    queue overflowed into resets. A reader on the listening socket takes them all at once, on either
+    loop."""
+
+    def __init__(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
+                 backlog: int) -> None:
+        self._sock = sock
+        self._factory = protocol_factory
+        self.loop = asyncio.get_running_loop()
+        self._handing: set[asyncio.Task[object]] = set()
+        self._open = True
+        sock.setblocking(False)
+        sock.listen(backlog)
+        self.loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                # The queue stays with the kernel until descriptors free up; a reader left in place
+                # would spin on a socket that stays readable.
+                self.loop.remove_reader(self._sock.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume)
+                return
+            conn.setblocking(False)
+            task = self.loop.create_task(self._hand_over(conn))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self._factory, conn)
+        except OSError:  # the client left before its connection was set up
+            conn.close()
+
+    def _resume(self) -> None:
+        if self._open:
+            self.loop.add_reader(self._sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        """Stop accepting (the socket itself belongs to whoever opened it)."""
+        if self._open:
+            self._open = False
+            self.loop.remove_reader(self._sock.fileno())
+
+
 class AnnouncingServer(uvicorn.Server):
-    """uvicorn's server, calling `on_listening` once it accepts connections (the lifespan has started)
-    and `on_stopped` once its shutdown, lifespan included, is done."""
+    """uvicorn's server on sockets bound beforehand, accepting through an Acceptor each, calling
+    `on_listening` once it accepts connections (the lifespan has started) and `on_stopped` once its
+    shutdown, lifespan included, is done."""
 
     def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None],
                  on_stopped: Callable[[], None]) -> None:
         super().__init__(config)
         self.on_listening = on_listening
         self.on_stopped = on_stopped
+        self.acceptors: list[Acceptor] = []
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self.on_listening()
+        if sockets is None:  # uvicorn binds the port: its own server accepts
+            await super().startup(None)
+            if self.started:
+                self.on_listening()
+            return
+        # uvicorn's startup with no sockets runs the lifespan and creates no server of its own.
+        await super().startup([])
+        if not self.started:
+            return
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return GatewayHttpProtocol(config=config, server_state=self.server_state, app_state=self.lifespan.state,
+                                       _loop=loop)
+
+        self.acceptors = [Acceptor(sock, protocol, config.backlog) for sock in sockets]
+        self.on_listening()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in self.acceptors:
+            acceptor.close()
         await super().shutdown(sockets)
         self.on_stopped()
