@@ -24,6 +24,12 @@ from gateway.conversations import Conversations
 from gateway.dialects import MessagesDialect
 from gateway.dialects.chat import ChatDialect
 from gateway.dialects.responses.dialect import ResponsesDialect
+from gateway.endpoints.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
+from gateway.endpoints.calls import DialectEndpoint
+from gateway.endpoints.messages import CountTokensEndpoint
+from gateway.endpoints.models import ModelsEndpoint
+from gateway.endpoints.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
+from gateway.endpoints.responses import InputTokensEndpoint, StoredResponseEndpoint
 from gateway.errors import NotFoundError
 from gateway.logging import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead
@@ -37,12 +43,6 @@ from gateway.providers.redact import build_redactor
 from gateway.ratelimit import KeyRegistry, RateLimiter, RateLimitStage
 from gateway.ratelimit.keys import KeyStore
 from gateway.ratelimit.stage import LimitStore
-from gateway.routes.admin import CachePurgeEndpoint, KeysEndpoint, ReloadEndpoint, SpendEndpoint
-from gateway.routes.calls import DialectEndpoint
-from gateway.routes.messages import CountTokensEndpoint
-from gateway.routes.models import ModelsEndpoint
-from gateway.routes.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
-from gateway.routes.responses import InputTokensEndpoint, StoredResponseEndpoint
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
 from gateway.routing.stats import RoutingStats, RoutingStore

@@ -144,7 +144,7 @@ class Pipeline:
             raise
         except BaseException as exc:  # cut short (cancelled): what was admitted is still settled
             if isinstance(exc, asyncio.CancelledError):
-                ctx.status = CLIENT_CLOSED  # the client left before its answer (see routes.asgi)
+                ctx.status = CLIENT_CLOSED  # the client left before its answer (see endpoints.asgi)
             await settlement.run(shield=True)
             raise
         reply.settlement = settlement

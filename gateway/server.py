@@ -23,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway.config import ServerConfig
+from gateway.endpoints.asgi import DISCONNECT_SLOT, DisconnectSlot
 from gateway.errors import (
     GatewayError,
     HeadersTooLargeError,
@@ -32,7 +33,6 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics
 from gateway.middleware.edge import READ_TIMED_OUT
-from gateway.routes.asgi import DISCONNECT_SLOT, DisconnectSlot
 
 
 def _services(app: Any) -> Any:

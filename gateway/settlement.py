@@ -3,7 +3,7 @@
 A call's settlement is every admitted stage's store writes (limits reconciled, spend and usage
 record, cache entry, routing statistics) sent as one batch, then the call's metrics. `settle_timing`
 is the one table that says when it runs; the endpoint runs it in one `try/finally` (see
-gateway/routes/calls.py), the stream pump before its last bytes when the table says so.
+gateway/endpoints/calls.py), the stream pump before its last bytes when the table says so.
 
 | the call                                                            | JSON answer    | stream         |
 |---------------------------------------------------------------------|----------------|----------------|

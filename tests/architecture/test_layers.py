@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "dialects": 1, "conversations": 1,
     "routing": 2,
     "pipeline": 3, "settlement": 3, "runtime": 3, "stages": 3, "ops": 3,
-    "routes": 4, "middleware": 4,
+    "endpoints": 4, "middleware": 4,
     "app": 5, "server": 5, "cli": 5, "__main__": 5, "__init__": 5,
 }
 # Third-party libraries that exactly one place may import.
@@ -26,7 +26,7 @@ OWNERS = {
     "aiohttp": set(),  # tests' fake upstreams only: the gateway's client is gateway/httpclient.py
     "httptools": {"httpclient", "server"},
     "prometheus_client": {"metrics"},
-    "starlette": {"app", "routes", "middleware"},
+    "starlette": {"app", "endpoints", "middleware"},
     "redis": {"store"},
 }
 HARD_LIMIT = 800

@@ -309,9 +309,9 @@ def test_a_provider_that_never_ends_after_done_is_cut_off(gw: GatewayServer, ups
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The provider's end is waited for at most DRAIN_SECONDS after [DONE]: then its connection is
     dropped and the call settles with the usage it reported."""
-    import gateway.routes.asgi
+    import gateway.endpoints.asgi
 
-    monkeypatch.setattr(gateway.routes.asgi, "DRAIN_SECONDS", 0.3)
+    monkeypatch.setattr(gateway.endpoints.asgi, "DRAIN_SECONDS", 0.3)
     release = threading.Event()
 
     def never_ends(request: Recorded) -> Reply:

@@ -19,11 +19,11 @@ from gateway.auth import Authenticator
 from gateway.config import AuthConfig, GatewayConfig
 from gateway.context import RequestContext, Usage
 from gateway.dialects.chat import ChatDialect
+from gateway.endpoints.calls import DialectEndpoint
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import Metrics
 from gateway.pipeline import JSONReply, Pipeline, Reply
 from gateway.providers.base import ParsedResponse
-from gateway.routes.calls import DialectEndpoint
 from gateway.runtime import Runtime, Services
 from gateway.settlement import Timing, settle_timing
 from gateway.store import StoreOp

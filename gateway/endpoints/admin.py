@@ -12,6 +12,7 @@ import orjson
 from gateway.accounting import queries
 from gateway.accounting.records import typed
 from gateway.cache.keys import GLOBAL_SCOPE_ID, key_scope_id, purge_pattern, short_id, team_scope_id
+from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import (
     AuthenticationError,
     ConflictError,
@@ -21,7 +22,6 @@ from gateway.errors import (
 )
 from gateway.pipeline import JSONReply
 from gateway.ratelimit.keys import KeyRegistry, parse_spec
-from gateway.routes.asgi import read_body, request_headers, send_json
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 

@@ -1,4 +1,4 @@
-"""Small ASGI helpers shared by the routes: reading a bounded body and sending replies."""
+"""Small ASGI helpers shared by the endpoints: reading a bounded body and sending replies."""
 
 from __future__ import annotations
 

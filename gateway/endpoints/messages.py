@@ -8,9 +8,9 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.dialects.messages.dialect import MessagesDialect
 from gateway.dialects.messages.models import count_tokens
+from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import GatewayError, MethodNotAllowedError
 from gateway.pipeline import JSONReply
-from gateway.routes.asgi import read_body, request_headers, send_json
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 

@@ -10,9 +10,9 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.dialects.responses.request import parse_request
+from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import InvalidRequestError, MethodNotAllowedError, ResponseNotFoundError
 from gateway.pipeline import JSONReply
-from gateway.routes.asgi import read_body, request_headers, send_json
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 from gateway.stages.conversations import owner_of

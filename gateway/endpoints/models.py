@@ -9,9 +9,9 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.dialects.messages.models import models_page
+from gateway.endpoints.asgi import request_headers, send_json
 from gateway.errors import MethodNotAllowedError, ModelNotFoundError
 from gateway.pipeline import JSONReply
-from gateway.routes.asgi import request_headers, send_json
 from gateway.runtime import Services
 
 

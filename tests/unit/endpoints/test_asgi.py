@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.routes.asgi import DISCONNECT_SLOT, DisconnectSlot, unless_client_leaves
+from gateway.endpoints.asgi import DISCONNECT_SLOT, DisconnectSlot, unless_client_leaves
 
 
 class Work:

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from gateway.auth import presented_key
+from gateway.endpoints.asgi import request_headers, send_json
 from gateway.errors import AuthenticationError
 from gateway.metrics import CONTENT_TYPE
 from gateway.pipeline import JSONReply
-from gateway.routes.asgi import request_headers, send_json
 from gateway.runtime import Services
 
 
