@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 
 from gateway.accounting import queries
+from gateway.background import Background
 from gateway.config import GatewayConfig
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store
-from gateway.tasks import Background
 
 log = get_logger("monitor")
 

@@ -11,8 +11,8 @@ import hashlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
 
+from gateway.background import Background
 from gateway.logging import get_logger
-from gateway.tasks import Background
 
 log = get_logger("reload")
 

@@ -17,12 +17,12 @@ from typing import Annotated, Any, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.background import Background
 from gateway.config import Limits
 from gateway.context import Principal
 from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
-from gateway.tasks import Background
 
 log = get_logger("keys")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.tasks import Background
+from gateway.background import Background
 
 
 async def turns(n: int = 3) -> None:

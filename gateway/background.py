@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.logging import get_logger
 
-log = get_logger("tasks")
+log = get_logger("background")
 
 _RECANCEL_AFTER = 0.05  # seconds a cancelled background task gets before it is cancelled again
 
