@@ -371,8 +371,8 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         Route("/{path:path}", NotFoundEndpoint()),
     ]
     # The OpenAI endpoints skip the route list: one dict lookup in the edge layer finds them.
-    fast_paths = {route.path: route.app for route in routes
-                  if isinstance(route, Route) and isinstance(route.app, DialectEndpoint)}
+    direct_paths = {route.path: route.app for route in routes
+                    if isinstance(route, Route) and isinstance(route.app, DialectEndpoint)}
     # Azure OpenAI clients: /openai/deployments/{deployment}/<end>, the deployment being the alias.
     azure_paths = {f"/{end}": DialectEndpoint(ChatDialect(operation), services, alias_from_path=True)
                    for end, operation in (("chat/completions", Operation.CHAT), ("completions", Operation.COMPLETIONS),
@@ -385,7 +385,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
         isinstance(route.app, CountTokensEndpoint)
         or (isinstance(route.app, DialectEndpoint) and route.app.dialect.name != "chat"))}
     app = GatewayStarlette(routes=routes, lifespan=lifespan,
-                           middleware=[Middleware(EdgeMiddleware, fast_paths=fast_paths, access_log=access_log,
+                           middleware=[Middleware(EdgeMiddleware, direct_paths=direct_paths, access_log=access_log,
                                                   metrics=metrics, azure_paths=azure_paths, throttle=throttle,
                                                   cors=cors, renderers=renderers)])
     # A request target that is no path at all (`OPTIONS *`, `GET *`) matches no route either.

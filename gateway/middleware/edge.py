@@ -59,12 +59,12 @@ class EdgeMiddleware:
     `throttle`: failed authentications per client address (refused with 429 past its rate).
     `cors`: the opt-in CORS policy."""
 
-    def __init__(self, app: ASGIApp, fast_paths: Mapping[str, ASGIApp] | None = None,
+    def __init__(self, app: ASGIApp, direct_paths: Mapping[str, ASGIApp] | None = None,
                  access_log: AccessLog | None = None, metrics: Metrics | None = None,
                  renderers: Mapping[str, ErrorRenderer] | None = None, azure_paths: Mapping[str, ASGIApp] | None = None,
                  throttle: FailureThrottle | None = None, cors: Cors | None = None) -> None:
         self.app = app
-        self.fast_paths = dict(fast_paths or {})
+        self.direct_paths = dict(direct_paths or {})
         # Paths whose clients speak another dialect than OpenAI's: their errors are rendered in it.
         self.renderers = dict(renderers or {})
         # Longest ends first: "/chat/completions" before "/completions".
@@ -104,7 +104,7 @@ class EdgeMiddleware:
             await send(message)
 
         path = scope["path"]
-        endpoint = self.fast_paths.get(path)
+        endpoint = self.direct_paths.get(path)
         if endpoint is None and path.startswith(AZURE_PREFIX):
             endpoint = self._azure(scope, path)
         began = time.perf_counter()

@@ -40,7 +40,7 @@ class Store(ConversationOps, Protocol):
     @property
     def ordered(self) -> bool:
         """True when a write sent before a later call (in this process) is applied before that call
-        reads: the embedded store, or Redis through the lean client's one ordered connection. The
+        reads: the embedded store, or Redis through the one ordered request connection. The
         pipeline may then write a call's settle batch just after its answer has gone out."""
         ...
 

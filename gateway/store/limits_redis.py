@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreUnavailableError
 from gateway.ratelimit.core import WINDOW_MS, Decision, ScopeLimits, day_left_ms, day_of, decode
 from gateway.ratelimit.lua import SCRIPT
-from gateway.store.resp import LeanRedis
+from gateway.store.resp import RequestConnection
 from gateway.store.scripts import ScriptOps
 
 LIMIT_TAG = "rl"
@@ -35,7 +35,7 @@ class RedisLimitOps(ScriptOps):
     """Mixed into RedisStore, which provides `client`, `timeout` and `key()`."""
 
     client: Any
-    fast: LeanRedis | None
+    request_connection: RequestConnection | None
     timeout: float
     _follow_master: Callable[[], Awaitable[None]]
 

@@ -30,11 +30,11 @@ from gateway.store.accounting import RedisAccountingOps
 from gateway.store.cache_redis import RedisCacheOps
 from gateway.store.conversations_redis import RedisConversationOps
 from gateway.store.limits_redis import RedisLimitOps
-from gateway.store.resp import LeanBatch, LeanRedis
+from gateway.store.resp import RequestBatch, RequestConnection
 from gateway.store.routing import RedisRoutingOps
 from gateway.store.scripts import SOURCES
 from gateway.store.sessions import RedisSessionOps
-from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, lean_client
+from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, request_connection
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
 DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust", "budget_release"})
@@ -59,18 +59,19 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         self.client: aioredis.Redis = async_client(url, timeout=timeout, cluster=cluster)
         self.cluster = is_cluster(url, cluster=cluster)
         # --- end deploy ---
-        # The per-request calls (reserves, cache lookups, the settle batch) go through the lean client
-        # (store/resp.py) on one plain Redis or a Sentinel master; the rest, TLS and Cluster through
-        # redis-py (see topology.lean_client).
-        self.fast: LeanRedis | None = lean_client(url, timeout=timeout, cluster=cluster, client=self.client)
+        # The per-request calls (reserves, cache lookups, the settle batch) share one connection
+        # (store/resp.py) on one plain Redis or a Sentinel master; the rest, TLS and Cluster go through
+        # redis-py (see topology.request_connection).
+        self.request_connection: RequestConnection | None = request_connection(url, timeout=timeout, cluster=cluster,
+                                                                               client=self.client)
 
     @property
     def ordered(self) -> bool:
-        """See Store.ordered: every per-request call on the lean client's one connection. Not with
+        """See Store.ordered: every per-request call on the one request connection. Not with
         replica_acks: batches that WAIT for replicas go through redis-py's pool, since WAIT blocks
         its connection and would hold every other request's calls behind it. (Routing statistics
         are read through redis-py; they are eventual by design.)"""
-        return self.fast is not None and not self.replica_acks
+        return self.request_connection is not None and not self.replica_acks
 
     async def ping(self) -> bool:
         try:
@@ -117,8 +118,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         try:
             async with asyncio.timeout(self.timeout):
                 master = await follow_master(self.client)  # one sentinel query serves both clients
-                if master is not None and self.fast is not None:
-                    self.fast.follow(*master)
+                if master is not None and self.request_connection is not None:
+                    self.request_connection.follow(*master)
         except (RedisError, OSError, TimeoutError):
             pass  # the sentinels did not answer either; the next failure asks again
 
@@ -126,8 +127,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         """The ops' results and, when the batch had to wait for replicas, how many confirmed it."""
         durable = self.replica_acks and any(op.name in DURABLE_OPS for op in ops)
         pipe: Any
-        if self.fast is not None and not durable:
-            pipe = LeanBatch(self.fast)
+        if self.request_connection is not None and not durable:
+            pipe = RequestBatch(self.request_connection)
         else:  # (a batch that WAITs takes a pooled connection of its own: see `ordered`)
             pipe = self.client.pipeline(transaction=False)
             if self.cluster:  # --- deploy ---
@@ -153,6 +154,6 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
         return results[loads:], acked
 
     async def close(self) -> None:
-        if self.fast is not None:
-            await self.fast.aclose()
+        if self.request_connection is not None:
+            await self.request_connection.aclose()
         await aclose_all(self.client)  # deploy: also a Sentinel client's sentinel connections

@@ -1,6 +1,6 @@
-"""A lean Redis client for the per-request calls (the limiter's reserve and the settle batch) on a
-single Redis server: one pipelined connection shared by every request, RESP packed by hand, replies
-parsed by hiredis.
+"""The request connection: the Redis client of the per-request calls (the limiter's reserve and the
+settle batch) on a single Redis server, one pipelined connection shared by every request, RESP packed
+by hand, replies parsed by hiredis.
 
 Why not redis-py for these: its asyncio client checks a connection out of a pool behind a lock, runs
 every argument through its encoder and packs each command separately; measured on the benchmark that
@@ -15,7 +15,7 @@ connection fails every call in flight with redis-py's `ConnectionError` and the 
 
 A Sentinel-managed master is served too: the sentinels are asked for its address at each connect
 (through redis-py's Sentinel client) and after a failed call (`follow`). Cluster and TLS stay on
-redis-py (store/topology.py: `lean_client`)."""
+redis-py (store/topology.py: `request_connection`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 Command = Sequence[Any]
 
 
-def lean_url(url: str) -> bool:
+def request_connection_serves(url: str) -> bool:
     """Whether `url` names one plain-TCP or unix-socket Redis this client can serve."""
     parts = urlsplit(url)
     return parts.scheme in ("redis", "unix") and not parts.query.replace("db=", "").strip("0123456789")
@@ -140,8 +140,9 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class LeanRedis:
-    """One pipelined connection to one Redis, opened on first use and again after a loss. With
+class RequestConnection:
+    """One pipelined connection to one Redis, shared by every request's calls, opened on first use and
+    again after a loss. With
     `resolve` (Sentinel: ask the sentinels for the master) the address is looked up at each connect."""
 
     def __init__(self, *, timeout: float, host: str = "127.0.0.1", port: int = 6379, unix_path: str = "",
@@ -156,7 +157,7 @@ class LeanRedis:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float) -> LeanRedis:
+    def from_url(cls, url: str, *, timeout: float) -> RequestConnection:
         parts = urlsplit(url)
         unix = parts.scheme == "unix"
         query_db = dict(p.partition("=")[::2] for p in parts.query.split("&") if p).get("db", "")
@@ -263,10 +264,10 @@ class LeanRedis:
             self._conn = None
 
 
-class LeanBatch:
+class RequestBatch:
     """The part of redis-py's pipeline API the settle batch uses, recorded for one `execute`."""
 
-    def __init__(self, client: LeanRedis) -> None:
+    def __init__(self, client: RequestConnection) -> None:
         self.client = client
         self.commands: list[Command] = []
 

@@ -32,19 +32,19 @@ class ScriptOps:
     cluster: bool = False
     prefix: str = ""
     client: Any = None
-    fast: Any = None  # the lean client (store/resp.py) when the topology has one
+    request_connection: Any = None  # the per-request calls' connection (store/resp.py), where the topology has one
 
     async def run_script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """One script call outside a batch. Through the lean client when there is one: its single
-        connection keeps this call in order with the settle batches sent before it (a write that
+        """One script call outside a batch. Through the request connection when there is one: being
+        one connection, it keeps this call in order with the settle batches sent before it (a write that
         left just after an earlier answer is applied before this read). Otherwise redis-py's Script
         (EVALSHA, loading the script on NOSCRIPT). Errors raise as redis-py exceptions."""
-        fast = self.fast
-        if fast is not None:
+        connection = self.request_connection
+        if connection is not None:
             call = ("EVALSHA", sha_of(source), len(keys), *keys, *args)
-            (result,) = await fast.execute([call])
+            (result,) = await connection.execute([call])
             if isinstance(result, NoScriptError):  # a restarted or failed-over Redis: load it, same write
-                _, result = await fast.execute([("SCRIPT", "LOAD", source), call])
+                _, result = await connection.execute([("SCRIPT", "LOAD", source), call])
             if isinstance(result, Exception):
                 raise result
             return result

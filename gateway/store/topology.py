@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gateway.store.resp import LeanRedis, lean_url
+from gateway.store.resp import RequestConnection, request_connection_serves
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 CLUSTER_SCHEMES = {"redis-cluster": False, "rediss-cluster": True}
@@ -164,17 +164,17 @@ async def follow_master(client: Any) -> tuple[str, int] | None:
     return host, port
 
 
-def lean_client(url: str, *, timeout: float, cluster: bool, client: Any) -> LeanRedis | None:
-    """The lean client for the per-request calls (store/resp.py), where it can serve the topology:
+def request_connection(url: str, *, timeout: float, cluster: bool, client: Any) -> RequestConnection | None:
+    """The connection the per-request calls share (store/resp.py), where it can serve the topology:
     one plain-TCP or unix-socket Redis, or a Sentinel-managed master without TLS (its address is
     looked up through `client`, the redis-py Sentinel client). None: redis-py serves everything."""
     t = parse_topology(url, cluster=cluster)
     if t.kind == "single":
-        return LeanRedis.from_url(url, timeout=timeout) if lean_url(url) else None
+        return RequestConnection.from_url(url, timeout=timeout) if request_connection_serves(url) else None
     if t.kind == "sentinel" and not t.tls:
         pool = client.connection_pool
-        return LeanRedis(timeout=timeout, username=t.username, password=t.password, db=t.db,
-                         resolve=pool.get_master_address)
+        return RequestConnection(timeout=timeout, username=t.username, password=t.password, db=t.db,
+                                 resolve=pool.get_master_address)
     return None
 
 

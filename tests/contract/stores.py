@@ -33,10 +33,10 @@ def prefix() -> str:
 
 async def on_fakeredis(store: RedisStore, server: fakeredis.FakeServer | None = None) -> RedisStore:
     """`store` talking to an in-memory fakeredis (a fresh one, or `server`'s) instead of its URL's
-    Redis; through redis-py only, since fakeredis cannot serve the lean client."""
+    Redis; through redis-py only, since fakeredis cannot serve the request connection."""
     await store.client.aclose()
     store.client = fakeredis.FakeAsyncRedis(server=server) if server is not None else fakeredis.FakeAsyncRedis()
-    store.fast = None
+    store.request_connection = None
     return store
 
 

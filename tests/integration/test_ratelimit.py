@@ -219,8 +219,8 @@ def test_an_answer_without_usage_keeps_its_token_reservation() -> None:
 def test_a_concurrency_slot_is_free_the_moment_the_answer_arrives(upstream: FakeUpstream) -> None:
     """Settle writes normally follow the answer; the next call's reserve must still see the slot free.
     Calls under max_parallel: 1 on the real Redis, each sent the instant the previous answer is
-    complete, on the other of two open connections, are never refused. (On one Redis the lean client's
-    single ordered connection already puts the release before the next reserve; with redis-py's pool
+    complete, on the other of two open connections, are never refused. (On one Redis the request
+    connection, one ordered connection, already puts the release before the next reserve; with redis-py's pool
     (Sentinel, Cluster) it is `settle_before_reply` that does.)"""
     from uuid import uuid4
 

@@ -61,7 +61,7 @@ async def until(condition: Callable[[], bool], what: str, seconds: float = 30.0)
 
 async def run_failover(url: str, trigger: object, new_master: object) -> tuple[list[str], RedisStore, RetryQueue]:
     store = RedisStore(url, timeout=0.5, key_prefix=f"t-deploy-{uuid4().hex[:8]}", replica_acks=1)
-    assert store.fast is not None  # the settle batches take the lean client, re-resolving the master
+    assert store.request_connection is not None  # the settle batches take it, re-resolving the master
     retry = RetryQueue(100_000, Metrics())
     ids: list[str] = []
     stop = asyncio.Event()

@@ -67,8 +67,8 @@ async def test_writes_without_an_id_are_applied_each_time(store: RedisStore) -> 
 async def test_waiting_batches_do_not_hold_up_other_calls(store: RedisStore) -> None:
     """WAIT blocks the connection it runs on: batches that wait take pooled connections of their own,
     so concurrent settles each get their own answer and a budget reservation is not queued behind
-    them on the lean client's shared connection (it would time out there)."""
-    assert store.fast is not None and not store.ordered
+    them on the shared request connection (it would time out there)."""
+    assert store.request_connection is not None and not store.ordered
 
     async def settle(n: int) -> str:
         try:

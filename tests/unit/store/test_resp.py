@@ -1,4 +1,4 @@
-"""The lean Redis client (gateway/store/resp.py): byte-for-byte the commands redis-py would send, replies
+"""The request connection (gateway/store/resp.py): byte-for-byte the commands redis-py would send, replies
 and errors as redis-py gives them, many concurrent callers on one connection each getting their own
 replies, and recovery from a lost, refused or hung connection. Against the real Redis at 6379 (skipped
 when absent) and small fake servers on loopback."""
@@ -18,7 +18,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.store.resp import LeanBatch, LeanRedis, lean_url, pack
+from gateway.store.resp import RequestBatch, RequestConnection, pack, request_connection_serves
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -34,16 +34,17 @@ def test_pack_matches_redis_py(commands: list[list[Any]]) -> None:
     assert pack(commands) == expected
 
 
-def test_which_urls_the_lean_client_serves() -> None:
-    assert lean_url("redis://127.0.0.1:6379/0") and lean_url("redis://:pw@h:1/3") and lean_url("unix:///tmp/r.sock?db=2")
-    assert not lean_url("rediss://h:6379/0")  # TLS stays on redis-py
-    assert not lean_url("redis+sentinel://h:26379/main") and not lean_url("redis-cluster://h:7000")
-    assert not lean_url("redis://h:6379/0?socket_keepalive=true")
+def test_which_urls_the_request_connection_serves() -> None:
+    serves = request_connection_serves
+    assert serves("redis://127.0.0.1:6379/0") and serves("redis://:pw@h:1/3") and serves("unix:///tmp/r.sock?db=2")
+    assert not serves("rediss://h:6379/0")  # TLS stays on redis-py
+    assert not serves("redis+sentinel://h:26379/main") and not serves("redis-cluster://h:7000")
+    assert not serves("redis://h:6379/0?socket_keepalive=true")
 
 
 @pytest.fixture
-async def lean() -> AsyncIterator[LeanRedis]:
-    client = LeanRedis.from_url(REDIS_URL, timeout=1.0)
+async def connection() -> AsyncIterator[RequestConnection]:
+    client = RequestConnection.from_url(REDIS_URL, timeout=1.0)
     try:
         await client.execute([("PING",)])
     except RedisConnectionError:
@@ -54,36 +55,36 @@ async def lean() -> AsyncIterator[LeanRedis]:
         await client.aclose()
 
 
-async def test_replies_and_errors_come_back_in_place(lean: LeanRedis) -> None:
+async def test_replies_and_errors_come_back_in_place(connection: RequestConnection) -> None:
     key = f"t-resp-{uuid4().hex[:8]}"
     try:
-        replies = await lean.execute([("SET", key, "v"), ("GET", key), ("INCR", key), ("EVALSHA", "0" * 40, 0),
+        replies = await connection.execute([("SET", key, "v"), ("GET", key), ("INCR", key), ("EVALSHA", "0" * 40, 0),
                                       ("LRANGE", key + ":none", 0, -1), ("EVAL", "return {1, 'a', false}", 0)])
         assert replies[:2] == [b"OK", b"v"]
         assert isinstance(replies[2], ResponseError) and "not an integer" in str(replies[2])
         assert isinstance(replies[3], NoScriptError)
         assert replies[4:] == [[], [1, b"a", None]]
     finally:
-        await lean.execute([("DEL", key)])
+        await connection.execute([("DEL", key)])
 
 
-async def test_concurrent_callers_share_one_connection_and_get_their_own_replies(lean: LeanRedis) -> None:
+async def test_concurrent_callers_share_one_connection_and_get_their_own_replies(connection: RequestConnection) -> None:
     key = f"t-resp-{uuid4().hex[:8]}"
 
     async def caller(n: int) -> None:
         for i in range(20):
-            replies = await lean.execute([("ECHO", f"{n}-{i}"), ("HINCRBY", key, str(n), 1)])
+            replies = await connection.execute([("ECHO", f"{n}-{i}"), ("HINCRBY", key, str(n), 1)])
             assert replies == [f"{n}-{i}".encode(), i + 1]
 
     try:
         await asyncio.gather(*(caller(n) for n in range(50)))
     finally:
-        await lean.execute([("DEL", key)])
+        await connection.execute([("DEL", key)])
 
 
-async def test_batch_records_what_the_settle_step_queues(lean: LeanRedis) -> None:
+async def test_batch_records_what_the_settle_step_queues(connection: RequestConnection) -> None:
     stream = f"t-resp-{uuid4().hex[:8]}"
-    batch = LeanBatch(lean)
+    batch = RequestBatch(connection)
     batch.script_load("return 7")
     batch.evalsha("d8f8c9ab1b1b1eb8e25dfab0b0e2f1c59aa9bd0e", 0)  # not loaded: NOSCRIPT in place
     batch.eval("return ARGV[1]", 0, "x")
@@ -93,16 +94,16 @@ async def test_batch_records_what_the_settle_step_queues(lean: LeanRedis) -> Non
         sha, missing, echoed, entry_id, length = await batch.execute(raise_on_error=False)
         assert sha == hashlib.sha1(b"return 7").hexdigest().encode()
         assert isinstance(missing, NoScriptError) and echoed == b"x" and b"-" in entry_id and length == 1
-        failing = LeanBatch(lean)
+        failing = RequestBatch(connection)
         failing.execute_command("INCR", stream)  # wrong type
         with pytest.raises(ResponseError):
             await failing.execute()
     finally:
-        await lean.execute([("DEL", stream)])
+        await connection.execute([("DEL", stream)])
 
 
 async def test_a_selected_database_and_a_refused_password() -> None:
-    client = LeanRedis.from_url("redis://127.0.0.1:6379/5", timeout=1.0)
+    client = RequestConnection.from_url("redis://127.0.0.1:6379/5", timeout=1.0)
     try:
         try:
             key = f"t-resp-{uuid4().hex[:8]}"
@@ -119,7 +120,7 @@ async def test_a_selected_database_and_a_refused_password() -> None:
             direct.close()
     finally:
         await client.aclose()
-    wrong = LeanRedis.from_url("redis://:not-the-password@127.0.0.1:6379/0", timeout=1.0)
+    wrong = RequestConnection.from_url("redis://:not-the-password@127.0.0.1:6379/0", timeout=1.0)
     with pytest.raises(AuthenticationError):  # this Redis has no password: AUTH is refused
         await wrong.execute([("PING",)])
     await wrong.aclose()
@@ -168,7 +169,7 @@ class FakeRedis:
 async def test_a_dropped_connection_fails_the_calls_in_flight_and_the_next_call_reconnects() -> None:
     fake = FakeRedis("drop")
     async with fake as url:
-        client = LeanRedis.from_url(url, timeout=0.5)
+        client = RequestConnection.from_url(url, timeout=0.5)
         with pytest.raises(RedisConnectionError):
             await client.execute([("PING",)])
         assert await client.execute([("PING",)]) == [b"PONG"]
@@ -179,7 +180,7 @@ async def test_a_dropped_connection_fails_the_calls_in_flight_and_the_next_call_
 async def test_a_hung_connection_is_replaced_once_its_oldest_call_is_long_overdue() -> None:
     fake = FakeRedis("hang")
     async with fake as url:
-        client = LeanRedis.from_url(url, timeout=0.05)
+        client = RequestConnection.from_url(url, timeout=0.05)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
                 await client.execute([("PING",)])
@@ -195,25 +196,25 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = LeanRedis.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    client = RequestConnection.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5)
     with pytest.raises(RedisConnectionError):
         await client.execute([("PING",)])
 
 
 def test_urls_pick_the_database_as_redis_py_does() -> None:
-    assert LeanRedis.from_url("redis://127.0.0.1:6379/0?db=3", timeout=1).db == 3
-    assert LeanRedis.from_url("redis://127.0.0.1:6379/2", timeout=1).db == 2
-    assert LeanRedis.from_url("unix:///tmp/r.sock?db=4", timeout=1).db == 4
+    assert RequestConnection.from_url("redis://127.0.0.1:6379/0?db=3", timeout=1).db == 3
+    assert RequestConnection.from_url("redis://127.0.0.1:6379/2", timeout=1).db == 2
+    assert RequestConnection.from_url("unix:///tmp/r.sock?db=4", timeout=1).db == 4
 
 
 async def test_nothing_to_send_sends_nothing() -> None:
-    assert await LeanRedis.from_url("redis://127.0.0.1:1/0", timeout=0.1).execute([]) == []
+    assert await RequestConnection.from_url("redis://127.0.0.1:1/0", timeout=0.1).execute([]) == []
 
 
 async def test_a_handshake_that_never_answers_leaves_no_socket_open() -> None:
     fake = FakeRedis("mute")
     async with fake as url:
-        client = LeanRedis.from_url(url.replace("redis://", "redis://:secret@"), timeout=0.05)
+        client = RequestConnection.from_url(url.replace("redis://", "redis://:secret@"), timeout=0.05)
         for _ in range(3):
             with pytest.raises(RedisConnectionError):
                 await client.execute([("PING",)])
@@ -225,7 +226,7 @@ async def test_a_handshake_that_never_answers_leaves_no_socket_open() -> None:
         assert fake.connections == 3 and fake.open == 0
 
 
-def behind_a_slow_lookup(url: str, delay: float) -> LeanRedis:
+def behind_a_slow_lookup(url: str, delay: float) -> RequestConnection:
     """A client whose master lookup (as with Sentinel) takes `delay` seconds, then names `url`'s server."""
     port = int(url.rsplit(":", 1)[1].split("/")[0])
 
@@ -233,7 +234,7 @@ def behind_a_slow_lookup(url: str, delay: float) -> LeanRedis:
         await asyncio.sleep(delay)
         return "127.0.0.1", port
 
-    return LeanRedis(timeout=1.0, resolve=slow_lookup)
+    return RequestConnection(timeout=1.0, resolve=slow_lookup)
 
 
 async def test_a_connect_every_caller_gave_up_on_still_serves_the_next_call() -> None:
