@@ -45,7 +45,7 @@ def periods_at(now: float) -> Periods:
 
 
 @dataclass(frozen=True, slots=True)
-class Hold:
+class BudgetHold:
     """What admit reserved for one call (kept on the context until settle)."""
 
     tag: str

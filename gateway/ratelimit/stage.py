@@ -39,7 +39,7 @@ class LimitStore(Protocol):
 
 
 @dataclass(slots=True)
-class Hold:
+class LimitHold:
     """One reservation: the scopes it covers, its id, when it was made, the tokens it reserved."""
 
     scopes: tuple[ScopeLimits, ...]
@@ -52,8 +52,8 @@ class Hold:
 class Held:
     """Everything reserved for a request (ctx.ratelimit): the admit hold and per-attempt holds."""
 
-    admit: Hold | None = None
-    deployments: list[Hold] = field(default_factory=list)
+    admit: LimitHold | None = None
+    deployments: list[LimitHold] = field(default_factory=list)
     tokens: int = -1  # the request's reservation size, counted once
 
 
@@ -144,7 +144,7 @@ class RateLimiter:
         n = body.get("n")
         return prompt + completion * (n if isinstance(n, int) and n > 1 else 1)
 
-    async def reserve(self, ctx: RequestContext, scopes: tuple[ScopeLimits, ...], operation: str) -> Hold | None:
+    async def reserve(self, ctx: RequestContext, scopes: tuple[ScopeLimits, ...], operation: str) -> LimitHold | None:
         """Reserve or raise RateLimitError; None when the store failed and the policy is fail_open."""
         held: Held | None = ctx.ratelimit
         if held is None:
@@ -170,7 +170,7 @@ class RateLimiter:
             # client's next call sees them, whichever replica or worker it reaches.
             ctx.settle_before_reply = True
         set_headers(ctx.response_headers, scopes, decision, now_ms)
-        return Hold(scopes, rid, now_ms, tokens)
+        return LimitHold(scopes, rid, now_ms, tokens)
 
     def refusal(self, scopes: tuple[ScopeLimits, ...], refusal: Refusal, tokens: int) -> RateLimitError:
         scope = scopes[refusal.index]

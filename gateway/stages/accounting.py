@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting.budgets import BudgetPlan, Hold, Rule
+from gateway.accounting.budgets import BudgetHold, BudgetPlan, Rule
 from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_sse
 from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, format_usd
 from gateway.accounting.records import UsageRecord
@@ -39,7 +39,7 @@ SPEND_RETENTION_SECONDS = 400 * 86400
 
 @dataclass(slots=True)
 class _State:
-    hold: Hold | None = None
+    hold: BudgetHold | None = None
     # Names this call's writes (and its budget reservation) so the store applies each at most once.
     call: str = ""
 
@@ -87,7 +87,7 @@ class AccountingStage:
         except StoreUnavailableError:
             self.metrics.child(self.metrics.store_errors, "budget").inc()
             # The store may still apply the reservation: settle releases it if it did.
-            hold = Hold(tag, counters, 0, ttl, uncertain=amount > 0)
+            hold = BudgetHold(tag, counters, 0, ttl, uncertain=amount > 0)
             if self.fail_closed:  # refused here, so never settled: the retry queue sends the release
                 if hold.uncertain:
                     self.retry.push([(_release(call, hold),)], StoreUnavailableError("budget reserve timed out"))
@@ -98,7 +98,7 @@ class AccountingStage:
             rule = rules[refused - 1]
             self.metrics.child(self.metrics.budget_rejections, rule.scope).inc()
             raise BudgetExceededError(_refusal(rule))
-        ctx.accounting = _State(Hold(tag, counters, amount, ttl), call)
+        ctx.accounting = _State(BudgetHold(tag, counters, amount, ttl), call)
         return None
 
     def reservation(self, ctx: RequestContext) -> int:
@@ -330,12 +330,12 @@ def spend_dims(key_id: str, key: str, team: str, alias: str, deployment: str) ->
     return tuple(dims)
 
 
-def _adjust(call: str, hold: Hold, delta: int) -> StoreOp:
+def _adjust(call: str, hold: BudgetHold, delta: int) -> StoreOp:
     return StoreOp("budget_adjust", (hold.tag, hold.counters, delta, hold.ttl), (call, "b"))
 
 
-def _release(call: str, hold: Hold) -> StoreOp:
-    """Take back the call's reservation if the store applied it after all (see Hold.uncertain)."""
+def _release(call: str, hold: BudgetHold) -> StoreOp:
+    """Take back the call's reservation if the store applied it after all (see BudgetHold.uncertain)."""
     return StoreOp("budget_release", (hold.tag, hold.counters, call), (call, "r"))
 
 

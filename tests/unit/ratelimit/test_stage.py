@@ -126,10 +126,11 @@ def test_settle_without_usage() -> None:
     lim, _, _ = limiter()
     c = ctx()
     assert lim.settle_ops(c) == []  # nothing reserved
-    from gateway.ratelimit.stage import Held, Hold
+    from gateway.ratelimit.stage import Held, LimitHold
 
     scopes = (ScopeLimits("k:x", "key 'x'", tpm=10),)
-    c.ratelimit = Held(admit=Hold(scopes, "r1", 0, 9), deployments=[Hold(scopes, "d1", 0, 9), Hold(scopes, "d2", 0, 9)])
+    c.ratelimit = Held(admit=LimitHold(scopes, "r1", 0, 9),
+                       deployments=[LimitHold(scopes, "d1", 0, 9), LimitHold(scopes, "d2", 0, 9)])
     assert [op.args[4] for op in lim.settle_ops(c)] == [0, 0, 0]  # failed before any output: refund
     c.first_byte_at = 1.0  # a stream cut before its usage arrived: the reservation stands
     assert [op.args[4] for op in lim.settle_ops(c)] == [9, 0, 9]
