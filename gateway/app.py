@@ -31,7 +31,7 @@ from gateway.endpoints.models import ModelsEndpoint
 from gateway.endpoints.ops import HealthEndpoint, MetricsEndpoint, ReadyEndpoint
 from gateway.endpoints.responses import InputTokensEndpoint, StoredResponseEndpoint
 from gateway.errors import NotFoundError
-from gateway.logging import apply_level, get_logger
+from gateway.logs import apply_level, get_logger
 from gateway.metrics import Metrics, mark_process_dead
 from gateway.middleware.cors import Cors
 from gateway.middleware.edge import EdgeMiddleware
@@ -56,7 +56,7 @@ from gateway.stages.shedding import InFlight, SheddingStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store
 from gateway.store.topology import describe as describe_store
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from gateway.upstream import UpstreamPool
 
 log = get_logger("app")
@@ -409,7 +409,7 @@ def create_app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` and multi-worker serving: the config path comes from
     GATEWAY_CONFIG."""
     from gateway.config import default_config_path
-    from gateway.logging import setup_logging
+    from gateway.logs import setup_logging
 
     # Worker processes start fresh: logging is set up again from what `gateway serve` passed down
     # (a level given on the command line or in the environment wins over the config's).

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 
 log = get_logger("background")
 

@@ -52,7 +52,7 @@ def _count(n: int, noun: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.logging import setup_logging
+    from gateway.logs import setup_logging
     from gateway.server import GatewayHttpProtocol
 
     path = args.config
@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _announce(message: str, config: GatewayConfig, path: str, host: str, port: int, workers: int = 1) -> None:
     """What a starting or stopping gateway is: one line an operator can read without the config."""
-    from gateway.logging import get_logger
+    from gateway.logs import get_logger
     from gateway.store.topology import describe
 
     store = describe(config.store.redis_url, cluster=config.store.cluster) if config.store.redis_url else "embedded"

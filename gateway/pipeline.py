@@ -24,7 +24,7 @@ from gateway.auth import Authenticator
 from gateway.context import RequestContext, Usage
 from gateway.dialects import StreamEncoder, dialect
 from gateway.errors import GatewayError, InternalError, StreamCutError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation

@@ -12,7 +12,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.routing.table import RouteTable
 from gateway.store import Store
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from gateway.upstream import UpstreamPool
 
 

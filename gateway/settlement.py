@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreOp
 

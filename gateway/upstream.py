@@ -21,7 +21,7 @@ import orjson
 from gateway import httpclient
 from gateway.config import MockProvider, ProviderSettings
 from gateway.errors import InternalError, UpstreamConnectError, UpstreamProtocolError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.providers import Provider, UpstreamRequest
 from gateway.providers import mock as mock_answers

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.context import Usage
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 
 def text_of_sse(chunks: Iterable[bytes]) -> str:

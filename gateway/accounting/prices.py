@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from gateway.config import Deployment, GatewayConfig, Price
 from gateway.context import Usage
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 
 log = get_logger("accounting")
 

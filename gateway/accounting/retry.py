@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from gateway.errors import StoreUnavailableError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreOp, refused_for_good
 

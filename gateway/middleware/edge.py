@@ -30,7 +30,7 @@ from gateway.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.middleware.cors import Cors, CorsPolicy, header
 from gateway.middleware.request_id import REQUEST_ID, request_id_from

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from gateway.context import RequestContext
-from gateway.logging import get_logger, write_json_line
+from gateway.logs import get_logger, write_json_line
 
 access = get_logger("access")
 _PROMPT_FIELDS = ("messages", "prompt", "input")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.accounting import queries
 from gateway.background import Background
 from gateway.config import GatewayConfig
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.background import Background
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 
 log = get_logger("reload")
 

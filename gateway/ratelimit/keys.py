@@ -21,7 +21,7 @@ from gateway.background import Background
 from gateway.config import Limits
 from gateway.context import Principal
 from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 
 log = get_logger("keys")

@@ -19,11 +19,11 @@ from gateway.config import GatewayConfig, Limits
 from gateway.context import Principal, RequestContext
 from gateway.errors import GatewayError, RateLimitError, StoreUnavailableError
 from gateway.ids import UniqueIds
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.ratelimit.core import WINDOW_MS, Admitted, Decision, Refusal, ScopeLimits, ScopeState
 from gateway.store import StoreOp
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 log = get_logger("ratelimit")
 

@@ -31,7 +31,7 @@ from gateway.errors import (
     UpstreamPoolTimeoutError,
     UpstreamTimeoutError,
 )
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.providers import ParsedResponse, Provider, StreamTranslator, UpstreamRequest
 from gateway.providers.redact import Redactor

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, StoreUnavailableError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.routing.router import counts_against
 from gateway.routing.sessions import SessionStore, pin_key, session_of
 from gateway.routing.stats import RoutingStats

@@ -18,7 +18,7 @@ from typing import Protocol
 from gateway.config import AliasConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.store import StoreOp
 from gateway.store.routing import RELEASE_PROBE, Observation, apply_observation, empty

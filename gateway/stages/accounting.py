@@ -24,11 +24,11 @@ from gateway.config import GatewayConfig
 from gateway.context import RequestContext, Usage
 from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
 from gateway.ids import UniqueIds
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.pipeline import JSONReply, Reply
 from gateway.store import Store, StoreOp
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 log = get_logger("accounting")
 

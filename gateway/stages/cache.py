@@ -28,7 +28,7 @@ from gateway.cache.policy import Policy, policies
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.pipeline import JSONReply, Reply, StreamReply
 from gateway.store import StoreOp

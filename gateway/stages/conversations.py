@@ -22,7 +22,7 @@ from gateway.dialects.responses.request import translate
 from gateway.dialects.responses.stream import StreamEncoder
 from gateway.dialects.responses.usage import UsageReader
 from gateway.errors import GatewayError, InvalidRequestError
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.pipeline import JSONReply, Reply
 from gateway.store import StoreOp
 

@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from gateway.accounting.retry import RetryQueue
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 from gateway.runtime import Services
 
 log = get_logger("shutdown")

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
 
 # Module (or package) → layer. A module may import from its own layer or any lower one.
 LAYERS: dict[str, int] = {
-    "schemas": 0, "errors": 0, "config": 0, "context": 0, "tokenize": 0, "metrics": 0, "logging": 0,
+    "schemas": 0, "errors": 0, "config": 0, "context": 0, "tokens": 0, "metrics": 0, "logs": 0,
     "ids": 0, "background": 0,
     "store": 1, "httpclient": 1, "auth": 1, "ratelimit": 1, "cache": 1, "accounting": 1, "providers": 1, "upstream": 1,
     "dialects": 1, "conversations": 1,

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.logging import JsonFormatter, TextFormatter
+from gateway.logs import JsonFormatter, TextFormatter
 from tests.support.servers import GatewayServer
 
 SECRET = "sk-app-accesslog-secret"

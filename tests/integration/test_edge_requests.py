@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.logging import TextFormatter
+from gateway.logs import TextFormatter
 from tests.support.openai_fake import openai_echo
 from tests.support.redis_topologies import wait_for
 from tests.support.servers import FakeUpstream, GatewayServer, read_answer

@@ -14,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from tests.support.openai_fake import chat_completion, openai_echo
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, read_answer, sse_lines
 

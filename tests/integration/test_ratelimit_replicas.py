@@ -17,7 +17,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from tests.contract.stores import real_redis_up
 from tests.support.openai_fake import chat_completion, openai_echo
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port

@@ -27,7 +27,7 @@ from gateway.providers.base import ParsedResponse
 from gateway.runtime import Runtime, Services
 from gateway.settlement import Timing, settle_timing
 from gateway.store import StoreOp
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from gateway.upstream import UpstreamPool
 
 COMPLETION = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",

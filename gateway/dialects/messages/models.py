@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.dialects.messages.request import parse_request_lenient
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 
 def count_tokens(body: object, counter: TokenCounter) -> int:

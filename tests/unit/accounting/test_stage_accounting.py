@@ -24,7 +24,7 @@ from gateway.schemas import Operation
 from gateway.stages.accounting import AccountingStage, add_usage_fields, spend_dims, spend_metrics
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 NOW = calendar.timegm((2026, 11, 22, 12, 0, 0))
 PRICE = UnitPrice.from_price(Price(input=2.5, output=10, cached_input=1.25))

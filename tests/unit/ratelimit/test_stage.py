@@ -19,7 +19,7 @@ from gateway.ratelimit.core import Admitted, ScopeLimits, ScopeState
 from gateway.ratelimit.stage import FailureReporter, RateLimiter, RateLimitStage, duration, set_headers
 from gateway.schemas import Operation
 from gateway.store.memory import MemoryStore
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 
 CONFIG = """
 store: {failure_policy: %s}

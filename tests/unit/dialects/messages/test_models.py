@@ -7,7 +7,7 @@ import pytest
 
 from gateway.dialects.messages import count_tokens, models_page, parse_request
 from gateway.errors import InvalidRequestError
-from gateway.tokenize import TokenCounter
+from gateway.tokens import TokenCounter
 from tests.support.messages import claude_code
 from tests.support.servers import FakeUpstream, Reply
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tiktoken.load
 
-from gateway.tokenize import SHIPPED_ENCODINGS, TokenCounter, estimate
+from gateway.tokens import SHIPPED_ENCODINGS, TokenCounter, estimate
 
 
 @pytest.fixture(autouse=True)

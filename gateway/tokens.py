@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from gateway.logging import get_logger
+from gateway.logs import get_logger
 
 log = get_logger("tokenize")
 

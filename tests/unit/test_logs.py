@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-import gateway.logging as gwlog
+import gateway.logs as gwlog
 from gateway.context import Principal, RequestContext, Usage
 from gateway.ops.access_log import AccessLog
 from gateway.schemas import Operation
