@@ -1,6 +1,7 @@
 """The documentation: the README stays short and keeps the two commands CI and newcomers run, the MkDocs
 site builds with --strict (a broken link or anchor, or a page missing from the navigation, fails it),
-and the generated configuration reference lists every field of the config models."""
+every module the architecture page names exists, and the generated configuration reference lists every
+field of the config models."""
 
 from __future__ import annotations
 
@@ -60,6 +61,29 @@ def test_every_local_link_of_the_readme_exists() -> None:
     assert links
     for link in links:
         assert (ROOT / link).exists(), link
+
+
+# A path the architecture page names: `pipeline.py`, `routing/router.py`, `endpoints/`, `tests/docs/`
+# (not "I/O" or "try/finally": a name ends at ".py" or at a "/" that no letter follows).
+MODULE_PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+(?:\.py\b|/(?!\w)))")
+
+
+def named_paths(text: str) -> set[str]:
+    return set(MODULE_PATH.findall(text))
+
+
+def test_the_module_path_pattern_finds_names_and_skips_prose() -> None:
+    assert named_paths("pipeline.py: routing/router.py → `endpoints/`, I/O in try/finally") == {
+        "pipeline.py", "routing/router.py", "endpoints/"}
+
+
+def test_every_module_the_architecture_page_names_exists() -> None:
+    """Module names are relative to the package (`routing/router.py`) or to the repository
+    (`gateway/dialects/base.py`, `tests/architecture/`)."""
+    names = named_paths((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    assert len(names) > 20
+    missing = sorted(n for n in names if not (ROOT / "gateway" / n).exists() and not (ROOT / n).exists())
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
 
 
 def test_the_site_builds_strictly_with_every_page(site: Path) -> None:
