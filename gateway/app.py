@@ -9,12 +9,13 @@ import gc
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.accounting.retry import RetryQueue
@@ -47,12 +48,12 @@ from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
 from gateway.routing.stats import RoutingStats, RoutingStore
 from gateway.routing.table import RouteTable
-from gateway.runtime import Runtime, Services
+from gateway.runtime import ReloadOutcome, Runtime, Services
 from gateway.schemas import Operation
 from gateway.stages.accounting import build_stage
 from gateway.stages.cache import CacheStage, CacheStore
 from gateway.stages.conversations import ConversationStage
-from gateway.stages.shedding import InFlight, SheddingStage
+from gateway.stages.shedding import SheddingStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store
 from gateway.store.topology import describe as describe_store
@@ -65,8 +66,8 @@ log = get_logger("app")
 def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     assert services.store is not None, "the store is built before any config is applied"
     # --- rate limits --- (first: a refused request touches nothing else)
-    keys = services.extra.get("keys")
-    auth = Authenticator(config.auth, keys.lookup if isinstance(keys, KeyRegistry) else None)
+    keys = services.keys
+    auth = Authenticator(config.auth, keys.lookup if keys is not None else None)
     limiter = RateLimiter(config, cast(LimitStore, services.store), services.tokens, services.metrics)
     deployment_limits = any(d.limits for spec in config.models.values() for d in spec.deployments)
     gate = limiter if deployment_limits else None
@@ -74,18 +75,14 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     responses = config.responses
     conversations = Conversations(services.store, ttl=responses.ttl, max_response_bytes=responses.max_response_bytes,
                                   max_chain=responses.max_chain, max_history_bytes=responses.max_history_bytes)
-    in_flight = services.extra.get("shedding.in_flight")
-    if not isinstance(in_flight, InFlight):
-        in_flight = services.extra["shedding.in_flight"] = InFlight()
     # Shedding first: a refused call costs nothing more.
-    stages: list[Stage] = [SheddingStage(config, in_flight, services.metrics), ConversationStage(conversations),
-                           RateLimitStage(limiter)]
+    stages: list[Stage] = [SheddingStage(config, services.in_flight, services.metrics),
+                           ConversationStage(conversations), RateLimitStage(limiter)]
     # --- end rate limits ---
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
-    retry = services.extra.get("accounting.retry")
-    if not isinstance(retry, RetryQueue):
-        retry = services.extra["accounting.retry"] = RetryQueue(config.accounting.retry_queue, services.metrics,
-                                                                services.store)
+    retry = services.retry
+    if retry is None:
+        retry = services.retry = RetryQueue(config.accounting.retry_queue, services.metrics, services.store)
     retry.bound, retry.interval = config.accounting.retry_queue, config.accounting.retry_interval
     try:
         prices = load_prices(config.accounting.prices_file)
@@ -100,7 +97,7 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     # --- end accounting ---
     # --- cache --- (limits and budgets admit first, a hit answers without routing)
     cache = CacheStage(cast(CacheStore, services.store), services.metrics, config,
-                       clock=cast(Callable[[], float], services.extra.get("cache.clock", time.time)))
+                       clock=services.hooks.cache_clock)
     if cache.policies:
         stages.append(cache)
     # --- end cache ---
@@ -130,16 +127,14 @@ def report_estimates(tokens: TokenCounter, config: GatewayConfig) -> None:
 
 
 def routing_stats(services: Services) -> RoutingStats:  # --- routing ---
-    """The process-wide routing statistics (they outlive config reloads). Tests may put a clock,
-    a seeded `random.Random` and a sleep in `services.extra` under "routing.clock", "routing.rng" and
-    "routing.sleep" before the app starts."""
-    stats = services.extra.get("routing.stats")
-    if not isinstance(stats, RoutingStats):
-        extra = services.extra
-        options: dict[str, Any] = {k: extra[f"routing.{k}"] for k in ("clock", "rng", "sleep")
-                                   if f"routing.{k}" in extra}
-        stats = RoutingStats(cast(RoutingStore, services.store), metrics=services.metrics, **options)
-        services.extra["routing.stats"] = stats
+    """The process-wide routing statistics (they outlive config reloads). Tests may replace their
+    clock, random source and sleep in `services.hooks` before the app starts."""
+    stats = services.routing_stats
+    if stats is None:
+        hooks = services.hooks
+        stats = services.routing_stats = RoutingStats(cast(RoutingStore, services.store), metrics=services.metrics,
+                                                      clock=hooks.routing_clock, rng=hooks.routing_rng,
+                                                      sleep=hooks.routing_sleep)
     return stats
 
 
@@ -159,16 +154,10 @@ async def apply_config(services: Services, config: GatewayConfig) -> Runtime:
     services.metrics.set_key_labels(config.metrics.key_labels)
     services.metrics.set_deployments({(alias, d.id, d.provider) for alias, spec in config.models.items()
                                       for d in spec.deployments})
-    access = services.extra.get("access_log")
-    if isinstance(access, AccessLog):
-        access.enabled, access.log_prompts = config.logging.access_log, config.logging.log_prompts
     # --- end observability ---
-    # --- edge ---
-    throttle, cors = services.extra.get("auth.throttle"), services.extra.get("cors")
-    if isinstance(throttle, FailureThrottle):
-        throttle.configure(config.auth.throttle)
-    if isinstance(cors, Cors):
-        cors.configure(config.server.cors)
+    # --- edge: the access log, the auth throttle, CORS ---
+    if services.configure_edge is not None:
+        services.configure_edge(config)
     # --- observability ---
     apply_level(config.logging.level)
     # --- end observability ---
@@ -177,20 +166,17 @@ async def apply_config(services: Services, config: GatewayConfig) -> Runtime:
     return runtime
 
 
-async def reload_from_file(services: Services) -> tuple[bool, list[str], str]:
+async def reload_from_file(services: Services) -> ReloadOutcome:
     """Reread the config file. A broken file keeps the running config and reports every problem.
     Reloads (file watcher, SIGHUP, admin API) run one at a time."""
-    lock = services.extra.get("reload.lock")  # --- observability ---
-    if not isinstance(lock, asyncio.Lock):
-        lock = services.extra["reload.lock"] = asyncio.Lock()
-    async with lock:
-        watcher = services.extra.get("reload.watcher")
-        if isinstance(watcher, FileWatcher):
-            watcher.changed()  # what is read now is what the watcher saw: no second reload for it
+    reloads = services.reloads  # --- observability ---
+    async with reloads.lock:
+        if reloads.watcher is not None:
+            reloads.watcher.changed()  # what is read now is what the watcher saw: no second reload for it
         return await _reload(services)
 
 
-async def _reload(services: Services) -> tuple[bool, list[str], str]:
+async def _reload(services: Services) -> ReloadOutcome:
     current = services.current()
     if services.config_path is None:
         return False, ["the gateway was started without a config file"], current.digest
@@ -225,7 +211,7 @@ def start_operations(services: Services) -> tuple[Monitor, FileWatcher | None]:
 
         watcher = FileWatcher(watched, lambda: reload_from_file(services),
                               services.current().config.reload.watch_interval)
-        services.extra["reload.watcher"] = watcher
+        services.reloads.watcher = watcher
         watcher.start()
         # The config was read before the watcher first looked at the file: an edit in between (a
         # worker starting while the file changes) would otherwise never be seen. One parse settles it.
@@ -238,7 +224,7 @@ def start_operations(services: Services) -> tuple[Monitor, FileWatcher | None]:
         loop = asyncio.get_running_loop()
         try:  # the main thread only; a test server in a thread has no signal handlers
             loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(services))
-            services.extra["reload.sighup"] = True
+            services.reloads.sighup = True
         except (ValueError, RuntimeError, NotImplementedError):
             pass
     return monitor, watcher
@@ -251,9 +237,9 @@ def _on_sighup(services: Services) -> None:
 
 def _schedule_reload(services: Services) -> None:
     task = asyncio.get_running_loop().create_task(reload_from_file(services))
-    tasks = cast(set[asyncio.Task[Any]], services.extra.setdefault("reload.tasks", set()))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    pending = services.reloads.pending
+    pending.add(task)
+    task.add_done_callback(pending.discard)
 
 
 async def stop_operations(services: Services, ops: tuple[Monitor, FileWatcher | None]) -> None:
@@ -261,7 +247,8 @@ async def stop_operations(services: Services, ops: tuple[Monitor, FileWatcher | 
     await monitor.stop()
     if watcher is not None:
         await watcher.stop()
-    if services.extra.pop("reload.sighup", None):
+    if services.reloads.sighup:
+        services.reloads.sighup = False
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     mark_process_dead(os.getpid())
@@ -273,15 +260,15 @@ class GatewayStarlette(Starlette):
     EdgeMiddleware (outermost) already turns every failure into an OpenAI-shaped answer, and the two
     extra layers cost a Request object, a closure and two send wrappers on every request."""
 
-    def build_middleware_stack(self) -> Any:
-        app: Any = self.router
-        for cls, args, kwargs in reversed(self.user_middleware):
-            app = cls(app, *args, **kwargs)
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = self.router
+        for middleware in reversed(self.user_middleware):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
         return app
 
 
 class NotFoundEndpoint:
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotFoundError(f"Unknown path {scope['path']}.", code="unknown_url")
 
 
@@ -306,7 +293,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             log.info("shared store", extra={"fields": {"redis": where}})
         # --- rate limits: runtime keys, refreshed from the store in the background ---
         keys = KeyRegistry(cast(KeyStore, services.store), metrics, config.limits_defaults.key_refresh)
-        services.extra["keys"] = keys
+        services.keys = keys
         with contextlib.suppress(Exception):  # the store may be down at start: the refresher retries
             await keys.refresh()
         keys.start()
@@ -377,9 +364,16 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
     azure_paths = {f"/{end}": DialectEndpoint(ChatDialect(operation), services, alias_from_path=True)
                    for end, operation in (("chat/completions", Operation.CHAT), ("completions", Operation.COMPLETIONS),
                                           ("embeddings", Operation.EMBEDDINGS))}
-    access_log = services.extra["access_log"] = AccessLog(config.logging.access_log, config.logging.log_prompts)
-    throttle = services.extra["auth.throttle"] = FailureThrottle(config.auth.throttle)
-    cors = services.extra["cors"] = Cors(config.server.cors)
+    access_log = AccessLog(config.logging.access_log, config.logging.log_prompts)
+    throttle = FailureThrottle(config.auth.throttle)
+    cors = Cors(config.server.cors)
+
+    def configure_edge(applied: GatewayConfig) -> None:
+        access_log.enabled, access_log.log_prompts = applied.logging.access_log, applied.logging.log_prompts
+        throttle.configure(applied.auth.throttle)
+        cors.configure(applied.server.cors)
+
+    services.configure_edge = configure_edge
     # Endpoints whose clients speak another dialect than OpenAI's render their errors in it.
     renderers = {route.path: route.app.render_error for route in routes if isinstance(route, Route) and (
         isinstance(route.app, CountTokensEndpoint)

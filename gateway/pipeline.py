@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,7 +64,8 @@ class JSONReply:
 class StreamReply:
     headers: dict[str, str]
     first: bytes
-    rest: AsyncIterator[bytes]
+    # Closing it (its `finally`) closes the provider's answer and decides the settle.
+    rest: AsyncGenerator[bytes, None]
     # The whole stream is already in `first` (the provider's end marker arrived with it, or a cache
     # replay): `rest` only settles, with no wait on the provider.
     complete: bool = False
@@ -185,7 +186,7 @@ class Pipeline:
         return headers
 
     async def _stream_rest(self, ctx: RequestContext, opened: OpenStream, encoder: StreamEncoder | None,
-                           settlement: Settlement) -> AsyncIterator[bytes]:
+                           settlement: Settlement) -> AsyncGenerator[bytes, None]:
         """The stream after its first bytes. An upstream failure from here on ends the stream with the
         dialect's error event (never a clean-looking end); the client leaving cancels the upstream."""
         error: GatewayError | None = None

@@ -33,14 +33,16 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics
 from gateway.middleware.edge import READ_TIMED_OUT
+from gateway.runtime import Services
 
 
-def _services(app: Any) -> Any:
+def _services(app: object) -> Services | None:
     """The gateway's services, under whatever uvicorn wrapped the app in (proxy headers, trace logging)."""
     for _ in range(4):
         state = getattr(app, "state", None)
         if state is not None:
-            return getattr(state, "services", None)
+            services = getattr(state, "services", None)
+            return services if isinstance(services, Services) else None
         app = getattr(app, "app", None)
     return None
 
@@ -61,13 +63,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     (a DisconnectSlot in the scope: without it, noticing costs the app a task per request that waits
     on `receive`)."""
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],  # (uvicorn's types)
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         services = _services(self.app)
-        runtime = getattr(services, "runtime", None)
-        limits: ServerConfig = runtime.config.server if runtime is not None else ServerConfig()
-        self.metrics: Metrics | None = getattr(services, "metrics", None)
+        runtime = services.runtime if services is not None else None
+        limits = runtime.config.server if runtime is not None else ServerConfig()
+        self.metrics: Metrics | None = services.metrics if services is not None else None
         self.max_header_bytes = limits.max_header_bytes
         self.max_headers = limits.max_headers
         self.header_timeout = limits.header_timeout
@@ -81,6 +83,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio declares a BaseTransport; uvicorn's override narrows it to the Transport a TCP server gives.
         super().connection_made(cast(asyncio.Transport, transport))
         if len(self.connections) > self.max_connections:
             self._refuse(TooManyConnectionsError(
@@ -139,6 +142,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._head_bytes > self.max_header_bytes
                 and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_header_bytes):
             raise self._too_large()
+        # uvicorn types the scope as the ASGI spec's TypedDict, which has no room for a server's extension keys.
         self.scope[DISCONNECT_SLOT] = DisconnectSlot()  # type: ignore[literal-required]
         super().on_headers_complete()
 
@@ -172,7 +176,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._count("body_timeout")
             self.transport.close()
             return
-        cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
+        cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]  # (an extension key: see above)
         self._refuse(RequestTimeoutError(f"The request's body did not arrive within {self.body_timeout:g}s."),
                      "body_timeout")
         # The app is waiting for the rest of the body: it learns the client is gone, and answers nobody.

@@ -25,7 +25,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
@@ -127,7 +127,7 @@ class Settler:
                 break
 
     def _refused(self, ctx: RequestContext, batches: list[tuple[SettlingStage, Sequence[StoreOp]]],
-                 results: list[Any]) -> None:
+                 results: Sequence[object]) -> None:
         """Some ops of an applied batch were refused: each stage hears of its own refused ops only."""
         self.metrics.child(self.metrics.store_errors, "settle").inc()
         at = 0

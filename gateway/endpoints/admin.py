@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from gateway.accounting import queries
 from gateway.accounting.records import typed
@@ -21,14 +22,14 @@ from gateway.errors import (
     NotFoundError,
 )
 from gateway.pipeline import JSONReply
-from gateway.ratelimit.keys import KeyRegistry, parse_spec
-from gateway.runtime import Services
+from gateway.ratelimit.keys import parse_spec
+from gateway.runtime import ReloadOutcome, Services
 from gateway.schemas.body import parse_json
 
-Reloader = Callable[[], Awaitable[tuple[bool, list[str], str]]]
+Reloader = Callable[[], Awaitable[ReloadOutcome]]
 
 
-def require_master(services: Services, scope: dict[str, Any]) -> None:
+def require_master(services: Services, scope: Scope) -> None:
     auth = services.current().auth
     if not auth.has_master_key:
         # Otherwise the operator would be told to present a key that does not exist.
@@ -49,7 +50,7 @@ class ReloadEndpoint:
         self.services = services
         self.reload = reload
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             raise MethodNotAllowedError("Use POST to reload the config.", headers={"allow": "POST"})
         require_master(self.services, scope)
@@ -69,7 +70,7 @@ class SpendEndpoint:
         self.services = services
         self.what = what
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "GET":
             raise MethodNotAllowedError(f"Use GET for {scope['path']}.", headers={"allow": "GET"})
         require_master(self.services, scope)
@@ -77,10 +78,11 @@ class SpendEndpoint:
         assert store is not None
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         now = time.time()
+        body: dict[str, object]
         try:
             if self.what == "spend":
                 start, end = queries.day_range(query.get("since"), query.get("until"), query.get("period"), now)
-                body: Any = await queries.spend(store, query.get("by", "key"), query.get("name"), start, end)
+                body = await queries.spend(store, query.get("by", "key"), query.get("name"), start, end)
             elif self.what == "budgets":
                 body = {"budgets": await queries.budgets(store, self.services.current().config.auth, now)}
             else:
@@ -104,7 +106,7 @@ class CachePurgeEndpoint:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             raise MethodNotAllowedError("Use POST to purge the cache.", headers={"allow": "POST"})
         require_master(self.services, scope)
@@ -135,8 +137,8 @@ class CachePurgeEndpoint:
         """The key-scope identities filed under a key's name: the hash of every key (config or runtime,
         revoked included) so named, and the name itself (the anonymous caller)."""
         found = [key.digest() for key in self.services.current().config.auth.keys if key.name == name]
-        registry = self.services.extra.get("keys")
-        if isinstance(registry, KeyRegistry):
+        registry = self.services.keys
+        if registry is not None:
             found += [record.key_sha256 for record in await registry.all() if record.name == name]
         return [*found, name]
 # --- end cache ---
@@ -158,10 +160,10 @@ class KeysEndpoint:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         require_master(self.services, scope)
-        registry = self.services.extra.get("keys")
-        if not isinstance(registry, KeyRegistry):
+        registry = self.services.keys
+        if registry is None:
             raise NotFoundError("Runtime keys are not available.", code="unknown_url")
         key_id = scope.get("path_params", {}).get("key_id")
         method = scope["method"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -38,7 +38,7 @@ class DisconnectSlot:
 
     def __init__(self) -> None:
         self.gone = False
-        self.task: asyncio.Task[Any] | None = None
+        self.task: asyncio.Task[object] | None = None
 
     def lost(self) -> None:
         self.gone = True
@@ -46,12 +46,12 @@ class DisconnectSlot:
             self.task.cancel()
 
 
-async def unless_client_leaves(scope: Scope, receive: Any, work: Awaitable[T]) -> T | None:
+async def unless_client_leaves(scope: Scope, receive: Receive, work: Awaitable[T]) -> T | None:
     """Await `work` (a call's answer) unless the client disconnects first: then `work` is cancelled at
     once (its upstream connection is closed, so the provider stops generating; the pipeline still
     settles what it admitted) and None is returned. Under the gateway's server the disconnect
     arrives through the scope's DisconnectSlot; elsewhere a watcher task reads `receive`."""
-    slot = scope.get(DISCONNECT_SLOT)
+    slot: DisconnectSlot | None = scope.get(DISCONNECT_SLOT)
     if slot is None:
         slot = DisconnectSlot()
         watcher: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(_watch(receive, slot))
@@ -76,7 +76,7 @@ async def unless_client_leaves(scope: Scope, receive: Any, work: Awaitable[T]) -
             watcher.cancel()
 
 
-async def _watch(receive: Any, slot: DisconnectSlot) -> None:
+async def _watch(receive: Receive, slot: DisconnectSlot) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -206,4 +206,4 @@ async def _end(reply: StreamReply, answered: bool) -> None:
                         pass
     finally:
         with contextlib.suppress(BaseException):
-            await reply.rest.aclose()  # type: ignore[attr-defined]
+            await reply.rest.aclose()

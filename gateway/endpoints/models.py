@@ -3,8 +3,6 @@ when the request carries `anthropic-version` (Claude Code fills its model picker
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.types import Receive, Scope, Send
 
@@ -43,5 +41,5 @@ class ModelsEndpoint:
         await send_json(send, JSONReply(200, orjson.dumps(body)))
 
 
-def _model(alias: str, created: int) -> dict[str, Any]:
+def _model(alias: str, created: int) -> dict[str, object]:
     return {"id": alias, "object": "model", "created": created, "owned_by": "llm-gateway"}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from gateway.auth import presented_key
 from gateway.endpoints.asgi import request_headers, send_json
@@ -18,7 +18,7 @@ from gateway.runtime import Services
 class HealthEndpoint:
     """Liveness: the process answers."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, JSONReply(200, b'{"status":"ok"}'))
 
 
@@ -28,7 +28,7 @@ class ReadyEndpoint:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
         checks = {"config": services.runtime is not None,
                   "store": services.store is not None and await services.store.ping()}
@@ -50,7 +50,7 @@ class MetricsEndpoint:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = self.services.current().config.metrics.bearer_token
         if token is not None:
             presented = presented_key(request_headers(scope)) or ""

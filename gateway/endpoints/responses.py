@@ -4,8 +4,6 @@ calling key: another key's response is simply not found."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.types import Receive, Scope, Send
 
@@ -33,7 +31,7 @@ class StoredResponseEndpoint:
         owner = owner_of(runtime.auth.authenticate(request_headers(scope)))
         response_id = str(scope["path_params"]["response_id"])
         conversations = runtime.conversations
-        body: dict[str, Any]
+        body: dict[str, object]
         if self.items:
             query = _query(scope)
             body = await conversations.input_items(response_id, owner, after=query.get("after"),

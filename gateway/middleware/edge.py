@@ -18,9 +18,11 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import FailureThrottle
+from gateway.context import RequestContext
 from gateway.errors import (
     AuthenticationError,
     ClientClosedRequestError,
@@ -48,7 +50,6 @@ PROBES = frozenset({"/healthz", "/readyz"})
 
 log = get_logger("errors")
 
-ASGIApp = Any
 # An error's status, body and extra headers in a client dialect's shape.
 ErrorRenderer = Callable[[GatewayError], tuple[int, bytes, dict[str, str]]]
 
@@ -75,7 +76,7 @@ class EdgeMiddleware:
         self.throttle = throttle
         self.cors = cors or Cors()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -95,7 +96,7 @@ class EdgeMiddleware:
         started = False
         status = 0
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
@@ -141,7 +142,7 @@ class EdgeMiddleware:
         if endpoint is not None:
             self._observed(scope, request_id, began, status or (error.http_status if error else 500), error)
 
-    def _azure(self, scope: dict[str, Any], path: str) -> ASGIApp | None:
+    def _azure(self, scope: Scope, path: str) -> ASGIApp | None:
         rest = path[len(AZURE_PREFIX):]
         for end, endpoint in self.azure_paths:
             if rest.endswith(end):  # the longest end that fits decides: no deployment is no match
@@ -152,8 +153,8 @@ class EdgeMiddleware:
                 return endpoint
         return None
 
-    def _check_throttle(self, throttle: FailureThrottle, scope: dict[str, Any]) -> None:
-        client = scope.get("client")
+    def _check_throttle(self, throttle: FailureThrottle, scope: Scope) -> None:
+        client: tuple[str, int] | None = scope.get("client")
         wait = throttle.retry_after(client[0]) if client else None
         if wait is not None:
             if self.metrics is not None:
@@ -162,18 +163,18 @@ class EdgeMiddleware:
                                  code="too_many_failed_authentications",
                                  headers={"retry-after": str(math.ceil(wait))})
 
-    def _auth_failed(self, scope: dict[str, Any]) -> None:
+    def _auth_failed(self, scope: Scope) -> None:
         if self.metrics is not None:
             self.metrics.child(self.metrics.auth_failures, "failed").inc()
-        client = scope.get("client")
+        client: tuple[str, int] | None = scope.get("client")
         if self.throttle is not None and client:
             self.throttle.failed(client[0])
 
     # --- observability ---
-    def _observed(self, scope: dict[str, Any], request_id: str, began: float, status: int,
+    def _observed(self, scope: Scope, request_id: str, began: float, status: int,
                   error: GatewayError | None) -> None:
         """After an OpenAI request: count what the pipeline never saw, write the access line."""
-        ctx = scope.get(CONTEXT)
+        ctx: RequestContext | None = scope.get(CONTEXT)
         if error is not None and self.metrics is not None and (ctx is None or ctx.status < 400):
             # Refused before the pipeline observed it (bad body, bad key, unknown alias): counted
             # without an alias, whose value came from the client.
@@ -184,7 +185,7 @@ class EdgeMiddleware:
     # --- end observability ---
 
 
-async def send_error(send: Any, error: GatewayError, added: list[tuple[bytes, bytes]],
+async def send_error(send: Send, error: GatewayError, added: list[tuple[bytes, bytes]],
                      render: ErrorRenderer | None = None) -> None:
     status, body, extra = render(error) if render is not None else (error.http_status, error.to_body(), error.headers)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *added]
@@ -195,7 +196,7 @@ async def send_error(send: Any, error: GatewayError, added: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": body})
 
 
-async def _preflight(send: Any, cors: CorsPolicy, origin: bytes, method: bytes, scope: dict[str, Any],
+async def _preflight(send: Send, cors: CorsPolicy, origin: bytes, method: bytes, scope: Scope,
                      added: list[tuple[bytes, bytes]]) -> None:
     allowed = cors.preflight(origin, method, header(scope["headers"], b"access-control-request-headers"))
     if allowed is None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import time
 
-from gateway.accounting.retry import RetryQueue
 from gateway.logs import get_logger
 from gateway.runtime import Services
 
@@ -28,9 +27,9 @@ async def drain(services: Services, *, deadline_s: float = 5.0) -> int:
                 await runtime.pipeline.wait_writes()
         except TimeoutError:
             log.error("settle writes still running at shutdown")
-    retry = services.extra.get("accounting.retry")
+    retry = services.retry
     store = services.store
-    if not isinstance(retry, RetryQueue) or store is None:
+    if retry is None or store is None:
         return 0
     await retry.stop()  # the timer's sends end here; the rest goes now, against the deadline
     queued = len(retry)

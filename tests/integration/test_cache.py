@@ -125,7 +125,7 @@ def clock() -> Clock:
 @pytest.fixture
 def gw(upstream: FakeUpstream, redis_url: str, prefix: str, clock: Clock) -> Iterator[GatewayServer]:
     server = GatewayServer(make_config(upstream.url, redis_url, prefix))
-    server.services.extra["cache.clock"] = clock
+    server.services.hooks.cache_clock = clock
     with server:
         yield server
 

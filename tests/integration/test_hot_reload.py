@@ -176,6 +176,27 @@ def test_admin_reload_reports_problems_and_keeps_the_config(served: tuple[Gatewa
     assert reply.headers["x-gateway-deployment"] == "dep-c"
 
 
+def test_a_reload_applies_the_edge_settings(served: tuple[GatewayServer, Path]) -> None:
+    """CORS (like the access log and the auth throttle) lives in the edge, outside the runtime a
+    reload swaps: the reload reconfigures it."""
+    gw, path = served
+    origin = "https://app.example.com"
+    preflight = {"origin": origin, "access-control-request-method": "POST"}
+    chat = gw.url + "/v1/chat/completions"
+
+    def reload(text: str) -> None:
+        path.write_text(text)
+        answer = httpx.post(gw.url + "/admin/config/reload", headers={"authorization": "Bearer sk-master-reload"})
+        assert answer.status_code == 200 and answer.json()["reloaded"] is True
+
+    assert "access-control-allow-origin" not in httpx.options(chat, headers=preflight).headers
+    reload(config("dep-a", interval="0") + f"server: {{cors: {{allow_origins: [{origin}]}}}}\n")
+    allowed = httpx.options(chat, headers=preflight)
+    assert allowed.status_code == 204 and allowed.headers["access-control-allow-origin"] == origin
+    reload(config("dep-a", interval="0"))
+    assert "access-control-allow-origin" not in httpx.options(chat, headers=preflight).headers
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP")
 def test_sighup_reloads_a_real_gateway_serve(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"

@@ -81,8 +81,8 @@ def routed(models: dict[str, Any], ups: dict[str, tuple[FakeUpstream, Script]], 
     if accounting:
         config["accounting"] = accounting
     server = GatewayServer(yaml.safe_dump(config))
-    server.services.extra.update({"routing.clock": clock, "routing.rng": random.Random(seed),
-                                  "routing.sleep": clock.sleep})
+    hooks = server.services.hooks
+    hooks.routing_clock, hooks.routing_rng, hooks.routing_sleep = clock, random.Random(seed), clock.sleep
     with server:
         yield server
 
@@ -132,7 +132,8 @@ def test_latency_moves_away_from_a_slow_deployment_and_back(ups: Any,
         ups["a"][1].delay = 0.0  # a recovers; its old sample decays
         clock.advance(120.0)
         assert served(10) >= 1  # tried again within a bounded number of requests
-        row = gw.services.extra["routing.stats"].get("a/m")
+        stats = gw.services.routing_stats
+        row = stats.get("a/m") if stats is not None else None
         # its slow sample (0.125 s per output token) is forgotten: it competes on equal terms again
         assert row is not None and row["lat"] < 0.05
 
@@ -327,7 +328,8 @@ def test_two_instances_share_cooldowns_and_statistics(ups: Any, make_client: Cal
         assert n(ups, "a") == 2
         assert ask(sdk2, "primary").headers["x-gateway-attempts"] == "1"  # two sees one's open circuit
         assert n(ups, "a") == 2
-        row = two.services.extra["routing.stats"].get("b/m")
+        stats = two.services.routing_stats
+        row = stats.get("b/m") if stats is not None else None
         assert row is not None and row["lat_n"] >= 2  # and the latency samples one took
     with contextlib.suppress(Exception):
         import redis
