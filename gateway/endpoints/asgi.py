@@ -49,21 +49,15 @@ class DisconnectSlot:
 async def unless_client_leaves(scope: Scope, receive: Receive, work: Awaitable[T]) -> T | None:
     """Await `work` (a call's answer) unless the client disconnects first: then `work` is cancelled at
     once (its upstream connection is closed, so the provider stops generating; the pipeline still
-    settles what it admitted) and None is returned. Under the gateway's server the disconnect
-    arrives through the scope's DisconnectSlot; elsewhere a watcher task reads `receive`."""
-    slot: DisconnectSlot | None = scope.get(DISCONNECT_SLOT)
-    if slot is None:
-        slot = DisconnectSlot()
-        watcher: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(_watch(receive, slot))
-    elif slot.gone:
-        if asyncio.iscoroutine(work):
-            work.close()
-        return None
-    else:
-        watcher = None
+    settles what it admitted) and None is returned."""
+    slot, watcher = _watched(scope, receive)
     task = slot.task = asyncio.current_task()
     assert task is not None
     try:
+        if slot.gone:
+            if asyncio.iscoroutine(work):
+                work.close()
+            return None
         return await work
     except asyncio.CancelledError:
         if not slot.gone:
@@ -74,6 +68,16 @@ async def unless_client_leaves(scope: Scope, receive: Receive, work: Awaitable[T
         slot.task = None
         if watcher is not None:
             watcher.cancel()
+
+
+def _watched(scope: Scope, receive: Receive) -> tuple[DisconnectSlot, asyncio.Task[None] | None]:
+    """The request's DisconnectSlot. Under the gateway's server the disconnect arrives through the
+    one in the scope; elsewhere a watcher task reads `receive` to fill a new one."""
+    slot: DisconnectSlot | None = scope.get(DISCONNECT_SLOT)
+    if slot is not None:
+        return slot, None
+    slot = DisconnectSlot()
+    return slot, asyncio.get_running_loop().create_task(_watch(receive, slot))
 
 
 async def _watch(receive: Receive, slot: DisconnectSlot) -> None:
@@ -134,12 +138,12 @@ async def send_json(send: Send, reply: JSONReply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def send_stream(send: Send, receive: Receive, reply: StreamReply) -> None:
-    """Send an SSE reply as it is produced. While the provider is still producing, a watcher reads
-    the client side: when the client goes away it cancels this task, which closes the upstream
-    response at once (the provider stops generating) and settles the request. A stream that is
-    already complete has nothing to wait for, and no watcher. Once the client has its whole answer
-    (it ends at `data: [DONE]`), the provider's end is read without the client (see _end)."""
+async def send_stream(scope: Scope, send: Send, receive: Receive, reply: StreamReply) -> None:
+    """Send an SSE reply as it is produced. While the provider is still producing, a client that goes
+    away (see unless_client_leaves) cancels this task, which closes the upstream response at once
+    (the provider stops generating) and settles the request. A stream that is already complete has
+    nothing to wait for. Once the client has its whole answer (it ends at `data: [DONE]`), the
+    provider's end is read without the client (see _end)."""
     answered = False
     if reply.complete:
         try:
@@ -147,27 +151,20 @@ async def send_stream(send: Send, receive: Receive, reply: StreamReply) -> None:
         finally:
             await _end(reply, answered)
         return
-    task = asyncio.current_task()
+    slot, watcher = _watched(scope, receive)
+    task = slot.task = asyncio.current_task()
     assert task is not None
-    disconnected = asyncio.Event()
-
-    async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected.set()
-                task.cancel()
-                return
-
-    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        answered = await _pump(send, reply)
+        if not slot.gone:
+            answered = await _pump(send, reply)
     except asyncio.CancelledError:
-        if not disconnected.is_set():
+        if not slot.gone:
             raise
         task.uncancel()
     finally:
-        watcher.cancel()
+        slot.task = None
+        if watcher is not None:
+            watcher.cancel()
         await _end(reply, answered)
 
 

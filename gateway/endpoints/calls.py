@@ -55,7 +55,7 @@ class DialectEndpoint:
             if isinstance(reply, JSONReply):
                 await send_json(send, reply)
             else:
-                await send_stream(send, receive, reply)
+                await send_stream(scope, send, receive, reply)
         finally:  # the settle that follows the answer, also when the client left before it went out
             # (Taken off the reply: the settlement holds the reply, a cycle only the garbage collector
             # would free, with every request's context and body until then.)
