@@ -131,6 +131,8 @@ class RequestContext:
     # Set to a list by a stage that wants to observe a stream: the pipeline appends every piece of
     # OpenAI SSE bytes sent to the client (the last is `data: [DONE]` when the stream completed).
     capture: list[bytes] | None = None
+    # Earlier pieces of `capture`, compressed, when no stage replays the stream (see pack_capture).
+    capture_packed: list[bytes] = field(default_factory=list)
     # The cache stage's per-request state (gateway.stages.cache).
     cache_state: object | None = None
     # --- end cache ---

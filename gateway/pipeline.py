@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.accounting.estimate import PACK_AFTER, pack_capture
 from gateway.auth import Authenticator
 from gateway.context import RequestContext, Usage
 from gateway.dialects import StreamEncoder, dialect
@@ -236,8 +237,7 @@ class Pipeline:
         are what a stage captures."""
         if encoder is not None:
             return self._captured(ctx, encoder.feed(out))
-        if ctx.capture is not None:
-            ctx.capture.append(out)
+        self._captured(ctx, out)
         hook = self.stream_usage_hook
         if hook is not None and ctx.native is None and ctx.client_wants_usage and (
                 b'"usage":{' in out or b'"usage": {' in out):
@@ -246,8 +246,12 @@ class Pipeline:
 
     @staticmethod
     def _captured(ctx: RequestContext, out: bytes) -> bytes:
-        if ctx.capture is not None and out:
-            ctx.capture.append(out)
+        capture = ctx.capture
+        if capture is not None and out:
+            capture.append(out)
+            # Only accounting's estimate reads a capture the cache does not replay, and rarely.
+            if len(capture) >= PACK_AFTER and ctx.cache_state is None:
+                pack_capture(capture, ctx.capture_packed)
         return out
 
     # --- deploy: graceful shutdown ---

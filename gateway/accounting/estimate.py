@@ -4,6 +4,7 @@ from the request and the text the client received, with the gateway's token coun
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,27 @@ def text_of_sse(chunks: Iterable[bytes]) -> str:
         if isinstance(chunk, dict):
             _collect(chunk.get("choices"), parts, streamed=True)
     return "".join(parts)
+
+
+# Captured pieces a stream keeps as they came before they are compressed together.
+PACK_AFTER = 64
+# Raw deflate with a 4 KB window and little state: SSE events repeat their JSON around a few words
+# of text, so even this packs them many times over, at a fraction of a default deflate's set-up cost.
+_PACK_WBITS, _PACK_MEMLEVEL = -12, 2
+
+
+def pack_capture(capture: list[bytes], packed: list[bytes]) -> None:
+    """Move the pieces of a stream's capture into one compressed block appended to `packed`: a long
+    stream whose events only accounting may need (to count a stream that ends without usage) then
+    holds a small fraction of them in memory."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, _PACK_WBITS, _PACK_MEMLEVEL)
+    packed.append(packer.compress(b"".join(capture)) + packer.flush())
+    capture.clear()
+
+
+def unpacked(packed: list[bytes], capture: list[bytes]) -> list[bytes]:
+    """Every captured piece in order: the packed blocks, then the pieces captured since."""
+    return [*(zlib.decompress(block, _PACK_WBITS) for block in packed), *capture]
 
 
 def text_of_body(body: bytes) -> str:

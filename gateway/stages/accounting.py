@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.accounting.budgets import BudgetHold, BudgetPlan, Rule
-from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_sse
+from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_sse, unpacked
 from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, format_usd
 from gateway.accounting.records import UsageRecord
 from gateway.accounting.retry import RetryQueue
@@ -227,9 +227,9 @@ class AccountingStage:
         if ctx.stream:
             if ctx.stream_complete and usage is not None:
                 return usage
-            if not ctx.capture and usage is None:
+            if not ctx.capture and not ctx.capture_packed and usage is None:
                 return Usage()  # failed before the first byte: nothing consumed
-            text = text_of_sse(ctx.capture or ())
+            text = text_of_sse(unpacked(ctx.capture_packed, ctx.capture or []))
         else:
             if usage is not None:
                 return usage

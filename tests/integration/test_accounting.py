@@ -15,7 +15,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.accounting.estimate import PACK_AFTER
 from gateway.cli import main as cli_main
+from gateway.tokens import TokenCounter
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text, openai_error
 from tests.support.redis_topologies import Servers, cli, wait_for
 from tests.support.scratch_redis import scratch_prefix
@@ -87,6 +89,8 @@ def upstream_handler(request: Recorded) -> Reply:
             events[-1]["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         if "slow" in text:
             return Reply(chunks=sse_lines(events), chunk_delay=0.02)
+        if "cut late" in text:  # past the pieces a capture keeps unpacked
+            return Reply(chunks=sse_lines(events), cut_after=3 * PACK_AFTER)
         if "cut" in text:
             return Reply(chunks=sse_lines(events), cut_after=3)
         return Reply(chunks=sse_lines(events))
@@ -223,6 +227,23 @@ def test_cut_stream_is_billed_as_estimated(gw: GatewayServer, make_client: Any) 
     # role chunk, "echo:", " cut" arrived before the cut: "echo: cut" is 3 tokens in cl100k
     assert record["completion_tokens"] == 3
     assert record["cost_micro_usd"] == expected_micro(record["prompt_tokens"], 3)
+
+
+def test_a_long_cut_stream_is_billed_for_every_token_it_delivered(gw: GatewayServer, make_client: Any) -> None:
+    """A long stream's capture is packed as it goes; the estimate still counts all it delivered."""
+    words = " ".join(f"w{i}" for i in range(4 * PACK_AFTER))
+    stream = sdk(make_client, gw).chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": f"cut late {words}"}], stream=True)
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            received.extend(choice.delta.content or "" for choice in chunk.choices)
+    (record,) = usage_records(gw, 1)
+    assert record["estimated"] is True and record["status"] == 502
+    counter = TokenCounter()
+    counter.preload()
+    assert record["completion_tokens"] == counter.count_text("".join(received), "gpt-4o")[0]
+    assert record["completion_tokens"] > 2 * PACK_AFTER
 
 
 def test_budget_is_shared_by_two_replicas(upstream: FakeUpstream, redis_prefix: str, make_client: Any) -> None:

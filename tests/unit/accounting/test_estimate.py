@@ -1,0 +1,34 @@
+"""A stream's capture, packed once it is long: every piece comes back, in order, and the text counted
+from it is the text counted from the pieces as they came."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.accounting.estimate import PACK_AFTER, pack_capture, text_of_sse, unpacked
+
+
+@given(st.lists(st.lists(st.binary(max_size=300), max_size=PACK_AFTER + 5), max_size=5), st.lists(st.binary()))
+def test_packed_pieces_come_back_in_order(batches: list[list[bytes]], rest: list[bytes]) -> None:
+    packed: list[bytes] = []
+    for batch in batches:
+        capture = list(batch)
+        pack_capture(capture, packed)
+        assert capture == []
+    assert b"".join(unpacked(packed, rest)) == b"".join(b for batch in batches for b in batch) + b"".join(rest)
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=3 * PACK_AFTER), st.integers(min_value=1, max_value=7))
+def test_the_text_of_a_packed_stream_is_the_text_of_its_events(words: list[str], read_size: int) -> None:
+    events = b"".join(b'data: {"choices":[{"index":0,"delta":{"content":%s}}]}\n\n' % orjson.dumps(word)
+                      for word in words)
+    pieces = [events[i:i + read_size * 40] for i in range(0, len(events), read_size * 40)]  # reads cut anywhere
+    capture: list[bytes] = []
+    packed: list[bytes] = []
+    for piece in pieces:
+        capture.append(piece)
+        if len(capture) >= PACK_AFTER:
+            pack_capture(capture, packed)
+    assert text_of_sse(unpacked(packed, capture)) == "".join(words) == text_of_sse(pieces)
