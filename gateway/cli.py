@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.logs import setup_logging
-    from gateway.server import GatewayHttpProtocol
+    from gateway.server import LOOPS, GatewayHttpProtocol
 
     path = args.config
     try:
@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
-    options = dict(host=host, port=port, loop=args.loop or config.server.loop, http=GatewayHttpProtocol,
+    options = dict(host=host, port=port, loop=LOOPS[args.loop or config.server.loop], http=GatewayHttpProtocol,
                    access_log=False, log_level="warning", lifespan="on",
                    timeout_graceful_shutdown=config.server.shutdown_grace, server_header=False, date_header=False,
                    # No X-Forwarded-* rewriting: the gateway logs no client address, and it is one

@@ -225,26 +225,27 @@ ACCEPT_PAUSE = 0.5
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class Acceptor:
-    """Accepts the connections of one listening socket itself, ACCEPT_BATCH at a time, and hands each
-    to the event loop as an accepted socket.
+class Acceptor(asyncio.AbstractServer):
+    """A server on one listening socket that accepts its connections itself, ACCEPT_BATCH at a time,
+    and hands each to the event loop as an accepted socket.
 
-    Why not the loop's own server: libuv (under uvloop) accepts one connection per turn of the loop,
-    and a turn of a loop serving a thousand streams lasts tens of milliseconds, so a burst of new
-    clients waited seconds in the listen queue while the kernel had long accepted them, and the
-    queue overflowed into resets. A reader on the listening socket takes them all at once, on either
-    loop."""
+    Why not uvloop's own server: libuv accepts one connection per turn of the loop, and a turn of a
+    loop serving a thousand streams lasts tens of milliseconds, so a burst of new clients waited
+    seconds in the listen queue while the kernel had long accepted them, and the queue overflowed
+    into resets. A reader on the listening socket takes them all at once. (asyncio's own server
+    already accepts in batches.)"""
 
-    def __init__(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
-                 backlog: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 protocol_factory: Callable[[], asyncio.BaseProtocol], backlog: int) -> None:
+        self.loop = loop
         self._sock = sock
         self._factory = protocol_factory
-        self.loop = asyncio.get_running_loop()
-        self._handing: set[asyncio.Task[object]] = set()
+        self._handing: set[asyncio.Task[None]] = set()
         self._open = True
+        self._closed: asyncio.Future[None] = loop.create_future()
         sock.setblocking(False)
         sock.listen(backlog)
-        self.loop.add_reader(sock.fileno(), self._accept)
+        loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -275,47 +276,73 @@ class Acceptor:
         if self._open:
             self.loop.add_reader(self._sock.fileno(), self._accept)
 
+    # -- asyncio.AbstractServer ------------------------------------------------------------------
     def close(self) -> None:
-        """Stop accepting (the socket itself belongs to whoever opened it)."""
+        """Stop accepting (the listening socket itself belongs to whoever opened it)."""
         if self._open:
             self._open = False
             self.loop.remove_reader(self._sock.fileno())
+            self._closed.set_result(None)
+
+    async def start_serving(self) -> None:
+        return None  # serving since it was made
+
+    async def serve_forever(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def wait_closed(self) -> None:
+        if self._handing:
+            await asyncio.gather(*self._handing, return_exceptions=True)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
+
+    def is_serving(self) -> bool:
+        return self._open
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+
+def uvloop_accepting() -> asyncio.AbstractEventLoop:
+    """The event loop of `server.loop: uvloop` (uvicorn's `loop="gateway.server:uvloop_accepting"`,
+    in every worker): uvloop, whose servers on a given socket (as `gateway serve` and its workers
+    start them) accept through an Acceptor."""
+    import uvloop
+
+    class AcceptingLoop(uvloop.Loop):
+        async def create_server(  # type: ignore[override]
+                self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: Any = None, port: Any = None,
+                *, sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
+                **options: Any) -> asyncio.AbstractServer:
+            if sock is None or ssl is not None or options:
+                return await super().create_server(protocol_factory, host, port, sock=sock, backlog=backlog,
+                                                   ssl=ssl, **options)
+            return Acceptor(self, sock, protocol_factory, backlog)
+
+    return AcceptingLoop()
+
+
+# `server.loop` → uvicorn's `loop` setting.
+LOOPS = {"uvloop": "gateway.server:uvloop_accepting", "asyncio": "asyncio"}
 
 
 class AnnouncingServer(uvicorn.Server):
-    """uvicorn's server on sockets bound beforehand, accepting through an Acceptor each, calling
-    `on_listening` once it accepts connections (the lifespan has started) and `on_stopped` once its
-    shutdown, lifespan included, is done."""
+    """uvicorn's server, calling `on_listening` once it accepts connections (the lifespan has started)
+    and `on_stopped` once its shutdown, lifespan included, is done."""
 
     def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None],
                  on_stopped: Callable[[], None]) -> None:
         super().__init__(config)
         self.on_listening = on_listening
         self.on_stopped = on_stopped
-        self.acceptors: list[Acceptor] = []
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        if sockets is None:  # uvicorn binds the port: its own server accepts
-            await super().startup(None)
-            if self.started:
-                self.on_listening()
-            return
-        # uvicorn's startup with no sockets runs the lifespan and creates no server of its own.
-        await super().startup([])
-        if not self.started:
-            return
-        config = self.config
-        loop = asyncio.get_running_loop()
-
-        def protocol() -> asyncio.Protocol:
-            return GatewayHttpProtocol(config=config, server_state=self.server_state, app_state=self.lifespan.state,
-                                       _loop=loop)
-
-        self.acceptors = [Acceptor(sock, protocol, config.backlog) for sock in sockets]
-        self.on_listening()
+        await super().startup(sockets)
+        if self.started:
+            self.on_listening()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for acceptor in self.acceptors:
-            acceptor.close()
         await super().shutdown(sockets)
         self.on_stopped()

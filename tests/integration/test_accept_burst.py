@@ -13,14 +13,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import uvicorn
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.server import AnnouncingServer, GatewayHttpProtocol, listen
+from gateway.server import LOOPS, AnnouncingServer, GatewayHttpProtocol, listen
 from tests.support.servers import MOCK_CONFIG, read_answer
 
 BURST = 120
@@ -54,28 +53,15 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[int, SlowTurns]]:
     port = sock.getsockname()[1]
     slow = SlowTurns()
     started = threading.Event()
-    config = uvicorn.Config(create_app(parse_config(MOCK_CONFIG, env={})), loop=request.param,
+    config = uvicorn.Config(create_app(parse_config(MOCK_CONFIG, env={})), loop=LOOPS[request.param],
                             http=GatewayHttpProtocol, lifespan="on", log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1)
     server = AnnouncingServer(config, on_listening=started.set, on_stopped=lambda: None)
-
-    async def run() -> None:
-        await server.serve(sockets=[sock])
-
-    def main() -> None:
-        if request.param == "uvloop":
-            import uvloop
-            runner: Any = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        else:
-            runner = asyncio.Runner()
-        with runner:
-            runner.run(run())
-
-    thread = threading.Thread(target=main, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)  # as `gateway serve`
     thread.start()
     assert started.wait(10), "the gateway did not start"
-    loop = server_loop(server)
-    loop.call_soon_threadsafe(slow.start)
+    assert slow.loop is None
+    server.servers[0].get_loop().call_soon_threadsafe(slow.start)
     try:
         yield port, slow
     finally:
@@ -83,10 +69,6 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[int, SlowTurns]]:
         server.should_exit = True
         thread.join(10)
         sock.close()
-
-
-def server_loop(server: AnnouncingServer) -> asyncio.AbstractEventLoop:
-    return server.acceptors[0].loop
 
 
 def test_a_burst_of_new_connections_is_answered_within_a_few_turns(served: tuple[int, SlowTurns]) -> None:
