@@ -1,8 +1,10 @@
-"""The per-request context object that every pipeline stage reads and fills in."""
+"""The per-request context object that every pipeline stage reads and fills in, and the replies a call
+is answered with (a stage's own, such as a cache hit, or the router's)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,6 +93,43 @@ class AnswerKeeper(Protocol):
         """Before each piece of a stream goes out: `source` (the dialect's encoder, or the passthrough
         translator) tells whether the stream has reached its end."""
         ...
+
+
+class PendingSettle(Protocol):
+    """What a reply carries of its call's settle (gateway.settlement.Settlement): the endpoint runs
+    what is left of it once the answer is out."""
+
+    async def run(self, *, shield: bool = False) -> None: ...
+
+    async def after_answer(self) -> None: ...
+
+
+@dataclass(slots=True)
+class JSONReply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    # The call's settle; the endpoint runs what is left of it once the answer is out.
+    settlement: PendingSettle | None = None
+
+
+@dataclass(slots=True)
+class StreamReply:
+    headers: dict[str, str]
+    first: bytes
+    # Closing it (its `finally`) closes the provider's answer and decides the settle.
+    rest: AsyncGenerator[bytes, None]
+    # The whole stream is already in `first` (the provider's end marker arrived with it, or a cache
+    # replay): `rest` only settles, with no wait on the provider.
+    complete: bool = False
+    # The settle runs before the stream's response completes (instead of after its `data: [DONE]`):
+    # the call holds something the client's next call checks (see gateway.settlement).
+    settle_first: bool = False
+    settlement: PendingSettle | None = None
+
+
+# What a pipeline stage or the router answers a call with (the endpoint writes it out).
+Reply = JSONReply | StreamReply
 
 
 @dataclass(slots=True)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.accounting.estimate import PACK_AFTER, pack_capture
 from gateway.auth import Authenticator
-from gateway.context import RequestContext, Usage
+from gateway.context import JSONReply, Reply, RequestContext, StreamReply, Usage
 from gateway.dialects import StreamEncoder, dialect
 from gateway.errors import GatewayError, InternalError, StreamCutError
 from gateway.logs import get_logger
@@ -52,31 +51,6 @@ def _cut_by_shutdown(exc: asyncio.CancelledError) -> bool:
     return True
 
 
-@dataclass(slots=True)
-class JSONReply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    # The call's settle; the endpoint runs what is left of it once the answer is out.
-    settlement: Settlement | None = None
-
-
-@dataclass(slots=True)
-class StreamReply:
-    headers: dict[str, str]
-    first: bytes
-    # Closing it (its `finally`) closes the provider's answer and decides the settle.
-    rest: AsyncGenerator[bytes, None]
-    # The whole stream is already in `first` (the provider's end marker arrived with it, or a cache
-    # replay): `rest` only settles, with no wait on the provider.
-    complete: bool = False
-    # The settle runs before the stream's response completes (instead of after its `data: [DONE]`):
-    # the call holds something the client's next call checks (see gateway.settlement).
-    settle_first: bool = False
-    settlement: Settlement | None = None
-
-
-Reply = JSONReply | StreamReply
 
 # Rewrites the stream bytes that carry the client's usage chunk (accounting adds the call's cost).
 StreamUsageHook = Callable[[RequestContext, Usage | None, bytes], bytes]

@@ -25,16 +25,13 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from gateway.context import RequestContext
+from gateway.context import JSONReply, Reply, RequestContext
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreOp
-
-if TYPE_CHECKING:
-    from gateway.pipeline import JSONReply, Reply
 
 log = get_logger("settlement")
 
@@ -189,8 +186,6 @@ class Settlement:
         await self.run(shield=True)
 
     def _annotate(self, reply: Reply | None) -> None:
-        from gateway.pipeline import JSONReply
-
         answer = reply if isinstance(reply, JSONReply) else None
         for stage in self.stages:
             try:

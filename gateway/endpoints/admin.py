@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.accounting import queries
 from gateway.accounting.records import typed
 from gateway.cache.keys import GLOBAL_SCOPE_ID, key_scope_id, purge_pattern, short_id, team_scope_id
+from gateway.context import JSONReply
 from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import (
     AuthenticationError,
@@ -21,7 +22,6 @@ from gateway.errors import (
     MethodNotAllowedError,
     NotFoundError,
 )
-from gateway.pipeline import JSONReply
 from gateway.ratelimit.keys import parse_spec
 from gateway.runtime import ReloadOutcome, Services
 from gateway.schemas.body import parse_json

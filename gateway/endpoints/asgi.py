@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import JSONReply, StreamReply
 from gateway.errors import ClientClosedRequestError, PayloadTooLargeError
-from gateway.pipeline import JSONReply, StreamReply
 from gateway.providers.sse import DONE
 from gateway.schemas.body import decode_body
 

@@ -10,12 +10,13 @@ import time
 
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import JSONReply
 from gateway.dialects import Dialect
 from gateway.endpoints.asgi import read_body, request_headers, send_json, send_stream, unless_client_leaves
 from gateway.errors import GatewayError, MethodNotAllowedError
 from gateway.middleware.edge import AZURE_DEPLOYMENT, CONTEXT
 from gateway.middleware.request_id import REQUEST_ID
-from gateway.pipeline import JSONReply, new_context
+from gateway.pipeline import new_context
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 

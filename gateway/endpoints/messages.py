@@ -6,11 +6,11 @@ from __future__ import annotations
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import JSONReply
 from gateway.dialects.messages.dialect import MessagesDialect
 from gateway.dialects.messages.models import count_tokens
 from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import GatewayError, MethodNotAllowedError
-from gateway.pipeline import JSONReply
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 

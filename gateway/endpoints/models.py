@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import JSONReply
 from gateway.dialects.messages.models import models_page
 from gateway.endpoints.asgi import request_headers, send_json
 from gateway.errors import MethodNotAllowedError, ModelNotFoundError
-from gateway.pipeline import JSONReply
 from gateway.runtime import Services
 
 

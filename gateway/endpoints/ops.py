@@ -8,10 +8,10 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth import presented_key
+from gateway.context import JSONReply
 from gateway.endpoints.asgi import request_headers, send_json
 from gateway.errors import AuthenticationError
 from gateway.metrics import CONTENT_TYPE
-from gateway.pipeline import JSONReply
 from gateway.runtime import Services
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import JSONReply
 from gateway.dialects.responses.request import parse_request
 from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import InvalidRequestError, MethodNotAllowedError, ResponseNotFoundError
-from gateway.pipeline import JSONReply
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
 from gateway.stages.conversations import owner_of

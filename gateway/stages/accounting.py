@@ -21,12 +21,11 @@ from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, 
 from gateway.accounting.records import UsageRecord
 from gateway.accounting.retry import RetryQueue
 from gateway.config import GatewayConfig
-from gateway.context import RequestContext, Usage
+from gateway.context import JSONReply, Reply, RequestContext, Usage
 from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
 from gateway.ids import UniqueIds
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.pipeline import JSONReply, Reply
 from gateway.store import Store, StoreOp
 from gateway.tokens import TokenCounter
 

@@ -26,11 +26,10 @@ from gateway.cache.entry import DONE, Entry, Form, decode, encode, normalise_str
 from gateway.cache.keys import canonical, digest, entry_key, lock_key, scope_id
 from gateway.cache.policy import Policy, policies
 from gateway.config import GatewayConfig
-from gateway.context import RequestContext
+from gateway.context import JSONReply, Reply, RequestContext, StreamReply
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.pipeline import JSONReply, Reply, StreamReply
 from gateway.store import StoreOp
 
 log = get_logger("cache")

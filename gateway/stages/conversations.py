@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.context import Principal, RequestContext
+from gateway.context import JSONReply, Principal, Reply, RequestContext
 from gateway.conversations import Conversations
 from gateway.dialects.passthrough import PassthroughStream
 from gateway.dialects.responses.request import translate
@@ -23,7 +23,6 @@ from gateway.dialects.responses.stream import StreamEncoder
 from gateway.dialects.responses.usage import UsageReader
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.logs import get_logger
-from gateway.pipeline import JSONReply, Reply
 from gateway.store import StoreOp
 
 log = get_logger("conversations")

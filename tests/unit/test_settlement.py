@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from gateway.auth import Authenticator
 from gateway.config import AuthConfig, GatewayConfig
-from gateway.context import RequestContext, Usage
+from gateway.context import JSONReply, Reply, RequestContext, Usage
 from gateway.dialects.chat import ChatDialect
 from gateway.endpoints.calls import DialectEndpoint
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import Metrics
-from gateway.pipeline import JSONReply, Pipeline, Reply
+from gateway.pipeline import Pipeline
 from gateway.providers.base import ParsedResponse
 from gateway.runtime import Runtime, Services
 from gateway.settlement import Timing, settle_timing
