@@ -19,9 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.accounting.prices import PriceError, load_prices
 from gateway.accounting.retry import RetryQueue
+from gateway.accounting.stage import build_stage
 from gateway.auth import Authenticator, FailureThrottle
+from gateway.cache.stage import CacheStage, CacheStore
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.conversations import Conversations
+from gateway.conversations.stage import ConversationStage
 from gateway.dialects import MessagesDialect
 from gateway.dialects.chat import ChatDialect
 from gateway.dialects.responses.dialect import ResponsesDialect
@@ -50,9 +53,6 @@ from gateway.routing.stats import RoutingStats, RoutingStore
 from gateway.routing.table import RouteTable
 from gateway.runtime import ReloadOutcome, Runtime, Services
 from gateway.schemas import Operation
-from gateway.stages.accounting import build_stage
-from gateway.stages.cache import CacheStage, CacheStore
-from gateway.stages.conversations import ConversationStage
 from gateway.stages.shedding import SheddingStage
 from gateway.stages.shutdown import drain
 from gateway.store import build_store

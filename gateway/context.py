@@ -172,7 +172,7 @@ class RequestContext:
     capture: list[bytes] | None = None
     # Earlier pieces of `capture`, compressed, when no stage replays the stream (see pack_capture).
     capture_packed: list[bytes] = field(default_factory=list)
-    # The cache stage's per-request state (gateway.stages.cache).
+    # The cache stage's per-request state (gateway.cache.stage).
     cache_state: object | None = None
     # --- end cache ---
     # What the rate limiter reserved for this request (gateway/ratelimit), reconciled at settle.
@@ -186,7 +186,7 @@ class RequestContext:
     # --- routing ---
     # The alias that served, when a fallback did (else None).
     served_alias: str | None = None
-    # Per-attempt statistics the routing stage writes in the settle batch (gateway.store.routing).
+    # Per-attempt statistics the routing stage writes in the settle batch (gateway.routing.observations).
     route_observations: list[Any] = field(default_factory=list)
     # Deployment whose in-flight count the request still holds (a stream, until it settles).
     route_held: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from gateway.accounting.records import csv_header, to_csv, to_jsonl
-from gateway.store.accounting import read_usage_stream
+from gateway.accounting.store_redis import read_usage_stream
 
 
 def export(url: str, prefix: str, start_ms: int, end_ms: int | None, fmt: str, out: TextIO) -> int:

@@ -1,3 +1,3 @@
-"""The response cache (L1): canonical keys, the stored entry format, request controls and the
-conversions between streamed and non-streamed answers. The pipeline stage that uses them lives in
-`gateway.stages.cache`; the store operations in `gateway.store.cache_memory` / `cache_redis`."""
+"""The response cache (L1), one package: canonical keys, the stored entry format, request controls,
+the conversions between streamed and non-streamed answers, the pipeline stage (`stage.py`) and its
+store operations on each store (`store_memory.py`, `store_redis.py`)."""

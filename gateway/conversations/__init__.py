@@ -8,7 +8,7 @@ lookup simply finds nothing). Records live `ttl` seconds; a new turn refreshes t
 continues, so a conversation in use does not lose its first turns. A record over `max_response_bytes`
 (its response and input items as stored) is refused when it is put; a chain longer than `max_chain`
 turns or `max_history_bytes` in all is refused when it is rebuilt. Both stores implement the same
-operations (gateway/store/conversations_redis.py, conversations_memory.py) in one round trip each."""
+operations (store_redis.py, store_memory.py) in one round trip each; the pipeline stage is stage.py."""
 
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import JSONReply
+from gateway.conversations.stage import owner_of
 from gateway.dialects.responses.request import parse_request
 from gateway.endpoints.asgi import read_body, request_headers, send_json
 from gateway.errors import InvalidRequestError, MethodNotAllowedError, ResponseNotFoundError
 from gateway.runtime import Services
 from gateway.schemas.body import parse_json
-from gateway.stages.conversations import owner_of
 
 
 class StoredResponseEndpoint:

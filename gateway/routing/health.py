@@ -5,7 +5,7 @@ closed â†’ (N retryable failures within the window, or a 429 with Retry-After) â
 the cooldown has passed: exactly one request (across all replicas, claimed atomically in the store)
 probes it; success closes the circuit and resets the cooldown, failure reopens it for longer.
 
-The transitions themselves run in the store (`gateway.store.routing.apply_observation` and its Lua
+The transitions themselves run in the store (`gateway.routing.observations.apply_observation` and its Lua
 twin) so that failures from every replica count towards the same window.
 """
 

@@ -1,6 +1,6 @@
 """Session-sticky routing: a client session (a coding agent's conversation) keeps going to the
 deployment that served it last, while that deployment is healthy, so the provider's prompt cache
-stays warm. The pin lives in the store (gateway/store/sessions.py), so every replica honours it."""
+stays warm. The pin lives in the store (store_memory.py, store_redis.py), so every replica honours it."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.routing.observations import RELEASE_PROBE, Observation, apply_observation, empty
 from gateway.store import StoreOp
-from gateway.store.routing import RELEASE_PROBE, Observation, apply_observation, empty
 
 log = get_logger("routing")
 

@@ -1,2 +1,3 @@
-"""Pipeline stages (L3: they answer with the pipeline's Reply types). Each feature's L1 package holds
-its logic; the stage here only adapts it to the Stage protocol."""
+"""Pipeline stages that belong to no feature package (load shedding) and the shutdown drain; each
+feature's stage lives in its own package (`ratelimit/`, `cache/`, `accounting/`, `conversations/`,
+`routing/`)."""

@@ -8,16 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.accounting.store_memory import MemoryAccountingOps
+from gateway.cache.store_memory import MemoryCacheOps
+from gateway.conversations.store_memory import MemoryConversationOps
+from gateway.ratelimit.store_memory import MemoryLimitOps
+from gateway.routing.store_memory import MemoryRoutingOps, MemorySessionOps
 from gateway.store import StoreOp
-from gateway.store.accounting import MemoryAccountingOps
-from gateway.store.cache_memory import MemoryCacheOps
-from gateway.store.conversations_memory import MemoryConversationOps
-from gateway.store.limits_memory import MemoryLimitOps
-from gateway.store.routing import MemoryRoutingOps
-from gateway.store.sessions import MemorySessionOps
 
 
-# The operations live in one mixin per feature (see their modules).
+# The operations live in one mixin per feature, in the feature's package (its store_memory.py).
 class MemoryStore(MemoryCacheOps, MemoryLimitOps, MemoryRoutingOps, MemoryAccountingOps, MemorySessionOps,
                   MemoryConversationOps):
     in_process = True

@@ -24,23 +24,22 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from gateway.accounting.store_redis import RedisAccountingOps
+from gateway.cache.store_redis import RedisCacheOps
+from gateway.conversations.store_redis import RedisConversationOps
 from gateway.errors import StoreUnavailableError
+from gateway.ratelimit.store_redis import RedisLimitOps
+from gateway.routing.store_redis import RedisRoutingOps, RedisSessionOps
 from gateway.store import StoreOp
-from gateway.store.accounting import RedisAccountingOps
-from gateway.store.cache_redis import RedisCacheOps
-from gateway.store.conversations_redis import RedisConversationOps
-from gateway.store.limits_redis import RedisLimitOps
 from gateway.store.resp import RequestBatch, RequestConnection
-from gateway.store.routing import RedisRoutingOps
 from gateway.store.scripts import SOURCES
-from gateway.store.sessions import RedisSessionOps
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, request_connection
 
 # The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
 DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust", "budget_release"})
 
 
-# The operations live in one mixin per feature (see their modules).
+# The operations live in one mixin per feature, in the feature's package (its store_redis.py).
 class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps, RedisSessionOps,
                  RedisConversationOps):
     in_process = False

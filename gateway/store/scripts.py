@@ -8,11 +8,27 @@ On Redis Cluster the script text is sent (EVAL): redis-py's cluster pipeline doe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway.errors import StoreUnavailableError
+
+T = TypeVar("T")
+# The Redis client the features' operations call (redis-py's; only the store imports redis).
+RedisClient = aioredis.Redis
+# What a Redis call raises when the store does not answer: refused, disconnected, timed out (an OSError).
+REDIS_FAILURES = (RedisError, OSError)
+
+
+def unavailable(error: BaseException) -> StoreUnavailableError:
+    """The gateway's error for a Redis call that failed (the exception's text is not repeated: it may
+    name a host or carry a credential)."""
+    return StoreUnavailableError(f"The shared store did not answer: {type(error).__name__}.")
 
 _SHA_BY_SOURCE: dict[str, str] = {}
 SOURCES: dict[str, str] = {}  # sha → source, every script a batch has used
@@ -31,6 +47,7 @@ class ScriptOps:
 
     cluster: bool = False
     prefix: str = ""
+    timeout: float = 0.0
     client: Any = None
     request_connection: Any = None  # the per-request calls' connection (store/resp.py), where the topology has one
 
@@ -59,6 +76,15 @@ class ScriptOps:
         except NoScriptError:  # a restarted or failed-over Redis: load again, once
             await self.client.script_load(source)
             return await self.client.evalsha(sha, len(keys), *keys, *args)
+
+    async def call(self, awaitable: Awaitable[T]) -> T:
+        """One direct call outside a batch, bounded by the store's timeout; a failure raises
+        StoreUnavailableError."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from None
 
     def key(self, *parts: str, tag: str) -> str:
         """`prefix:{tag}:part:part` — the tag decides the Cluster slot."""

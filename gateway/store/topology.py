@@ -14,12 +14,12 @@ Every client gets the same per-call socket timeouts; the store adds its own `asy
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gateway.store.resp import RequestConnection, request_connection_serves
+from gateway.store.scripts import SOURCES
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 CLUSTER_SCHEMES = {"redis-cluster": False, "rediss-cluster": True}
@@ -210,19 +210,6 @@ def is_cluster(url: str, *, cluster: bool = False) -> bool:
 # Cluster the settle batch therefore sends the script text (EVAL; Redis caches the compiled script),
 # and the pipeline splits the batch per node: one round trip per node, in parallel, not atomic —
 # which the settle batch never was (a non-transactional pipeline).
-_SOURCES: dict[str, str] = {}
-
-
-def _sources() -> dict[str, str]:
-    if not _SOURCES:
-        from gateway.ratelimit.lua import SCRIPT
-        from gateway.store.routing import _LUA_OBSERVE
-
-        for source in (SCRIPT, _LUA_OBSERVE):
-            _SOURCES[hashlib.sha1(source.encode()).hexdigest()] = source
-    return _SOURCES
-
-
 class ClusterBatch:
     """A ClusterPipeline whose `evalsha` queues EVAL of the same script (every other call passes through)."""
 
@@ -235,7 +222,7 @@ class ClusterBatch:
         return getattr(self.pipe, name)
 
     def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
-        source = _sources().get(sha)
+        source = SOURCES.get(sha)
         if source is None:
-            raise KeyError(f"EVALSHA {sha} in a Cluster batch: add the script to topology._sources()")
+            raise KeyError(f"EVALSHA {sha} in a Cluster batch of a script never hashed by store/scripts.sha_of")
         return self.pipe.eval(source, numkeys, *args)

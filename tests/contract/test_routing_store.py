@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.routing.observations import RELEASE_PROBE, Observation, apply_observation, empty
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store.routing import RELEASE_PROBE, Observation, apply_observation, empty
 from tests.contract.stores import discard, on_fakeredis
 
 pytestmark = pytest.mark.asyncio

@@ -18,7 +18,7 @@ import openai
 import pytest
 import redis
 
-from gateway.store.accounting import decode_record, usage_stream_key
+from gateway.accounting.store_redis import decode_record, usage_stream_key
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text
 from tests.support.redis_topologies import MISSING, Servers, cli
 from tests.support.scratch_redis import scratch_prefix

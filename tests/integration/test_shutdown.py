@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from gateway.store.accounting import decode_record
+from gateway.accounting.store_redis import decode_record
 from tests.support.redis_topologies import MISSING, Servers
 from tests.support.servers import free_port, metrics_show
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import parse_config
+from gateway.routing.observations import apply_observation, empty
 from gateway.routing.strategies import (
     cost_order,
     deployment_cost,
@@ -20,7 +21,6 @@ from gateway.routing.strategies import (
     weighted_order,
 )
 from gateway.routing.table import RouteTable, Target
-from gateway.store.routing import apply_observation, empty
 
 
 def table(deployments: str, strategy: str = "weighted") -> RouteTable:

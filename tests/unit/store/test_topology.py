@@ -7,10 +7,10 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.config import ConfigError, parse_config
+from gateway.store.scripts import sha_of
 from gateway.store.topology import (
     ClusterBatch,
     TopologyError,
-    _sources,
     async_client,
     describe,
     is_cluster,
@@ -93,7 +93,8 @@ def test_cluster_batch_turns_evalsha_into_eval() -> None:
 
     pipe = Pipe()
     batch = ClusterBatch(pipe)
-    sha, source = next(iter(_sources().items()))
+    source = "return 1"
+    sha = sha_of(source)
     batch.evalsha(sha, 1, "k", "a")
     batch.xadd("s", {"f": "v"})
     assert pipe.calls == [("eval", (source, 1, "k", "a")), ("xadd", ("s", {"f": "v"}))]

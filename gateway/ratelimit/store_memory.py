@@ -1,5 +1,5 @@
 """The limiter's and the key registry's operations for `MemoryStore` (the twins of
-`limits_redis.py`)."""
+`store_redis.py`)."""
 
 from __future__ import annotations
 

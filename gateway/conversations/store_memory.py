@@ -1,5 +1,5 @@
 """Stored Responses conversations for the embedded store (mixed into MemoryStore): the same records
-and chain walks as store/conversations_redis.py, in a dict bounded to `conversation_max_records` and
+and chain walks as store_redis.py, in a dict bounded to `conversation_max_records` and
 `conversation_max_bytes` (the oldest written evicted first: one process's memory is the limit here,
 not a TTL alone), expiring by `conversation_clock` (monotonic seconds)."""
 

@@ -8,7 +8,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store.cache_memory import ENTRY_OVERHEAD, entry_size
+from gateway.cache.store_memory import ENTRY_OVERHEAD, entry_size
 from gateway.store.memory import MemoryStore
 
 OPS = st.lists(st.tuples(st.sampled_from(["store", "get", "purge", "tick"]), st.integers(0, 7),

@@ -1,4 +1,5 @@
-"""Store operations for accounting, mixed into both stores (same semantics, one contract suite).
+"""Accounting's Redis operations, mixed into RedisStore (their in-process twins are in
+`store_memory.py`; same semantics, one contract suite).
 
 Batch ops (settle step, one round trip with every other stage's writes):
 - `spend_add(day, ttl, dims, metrics)`: add each metric's integer to the field `<dim>|<metric>` of the
@@ -23,19 +24,13 @@ the spend hash of a day is one key."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
-from gateway.store.scripts import ONCE_TTL_SECONDS, ScriptOps, guarded
-
-T = TypeVar("T")
+from gateway.store.scripts import ONCE_TTL_SECONDS, REDIS_FAILURES, ScriptOps, guarded
 
 # Returns (refused) or falls through (reserved): the body of both reserve scripts.
 _CHECK_AND_RESERVE = """
@@ -128,13 +123,6 @@ class RedisAccountingOps(ScriptOps):
     timeout: float
     prefix: str
 
-    async def _acct_call(self, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await call()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
-
     # batch ops ---------------------------------------------------------------------------------
     # `once` (call id, write id): apply at most once (see StoreOp and scripts.guarded).
     def queue_spend_add(self, pipe: Any, day: str, ttl: int, dims: Sequence[str],
@@ -180,14 +168,13 @@ class RedisAccountingOps(ScriptOps):
                              ttl: int, call: str = "") -> int:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
         if not call:
-            return int(await self._acct_call(lambda: self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
+            return int(await self.call(self.run_script(_RESERVE, keys, [amount, ttl, *limits])))
         keys.append(self.once_marker(call, "budget:", tag))
-        return int(await self._acct_call(
-            lambda: self.run_script(_RESERVE_NOTED, keys, [amount, ttl, *limits, RESERVATION_FIELD])))
+        return int(await self.call(self.run_script(_RESERVE_NOTED, keys, [amount, ttl, *limits, RESERVATION_FIELD])))
 
     async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
-        values = await self._acct_call(lambda: self.client.mget(keys))
+        values = await self.call(self.client.mget(keys))
         return [int(v) if v is not None else 0 for v in values]
 
     async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -197,14 +184,13 @@ class RedisAccountingOps(ScriptOps):
                 pipe.hgetall(spend_key(self.prefix, day))
             return list(await pipe.execute())
 
-        results = await self._acct_call(read)
+        results = await self.call(read())
         return {day: {_s(k): int(v) for k, v in raw.items()} for day, raw in zip(days, results, strict=True)}
 
     async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]:
         key = usage_stream_key(self.prefix)
-        entries = await self._acct_call(
-            lambda: self.client.xrange(key, min=f"{start_ms}-0", max=f"{end_ms}-18446744073709551615",
-                                       count=count))
+        entries = await self.call(
+            self.client.xrange(key, min=f"{start_ms}-0", max=f"{end_ms}-18446744073709551615", count=count))
         return [decode_record(fields) for _id, fields in entries]
 
 
@@ -232,89 +218,6 @@ def decode_record(fields: dict[Any, Any]) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in fields.items()}
 
 
-# Usage-log records the embedded (in-process) store keeps: about 10 MB of the gateway's memory.
-MEMORY_USAGE_LOG_CAP = 10_000
-
-
-class MemoryAccountingOps:
-    """Mixed into MemoryStore: the same semantics in process (no expiry: counters are per period)."""
-
-    _acct_state: tuple[dict[str, int], dict[str, dict[str, int]], deque[tuple[int, dict[str, str]]]]
-
-    def _acct(self) -> tuple[dict[str, int], dict[str, dict[str, int]], deque[tuple[int, dict[str, str]]]]:
-        state = self.__dict__.get("_acct_state")
-        if state is None:
-            state = self.__dict__["_acct_state"] = ({}, {}, deque())
-        return state
-
-    def op_spend_add(self, day: str, ttl: int, dims: Sequence[str], metrics: Sequence[tuple[str, int]]) -> int:
-        spend = self._acct()[1].setdefault(day, {})
-        names = self.__dict__.setdefault("_spend_names", {})  # (dims, metric) → the hash fields
-        dims = dims if isinstance(dims, tuple) else tuple(dims)
-        for metric, value in metrics:
-            fields = names.get((dims, metric))
-            if fields is None:
-                if len(names) > 10_000:  # dims come from the config and the callers: stay bounded
-                    names.clear()
-                fields = names[(dims, metric)] = tuple(f"{dim}|{metric}" for dim in dims)
-            for name in fields:
-                spend[name] = spend.get(name, 0) + value
-        return 0
-
-    def op_budget_adjust(self, tag: str, counters: Sequence[str], delta: int, ttl: int) -> int:
-        budgets = self._acct()[0]
-        for counter in counters:
-            key = f"{tag}\x00{counter}"
-            budgets[key] = budgets.get(key, 0) + delta
-        return 0
-
-    def op_usage_append(self, fields: dict[str, str], maxlen: int) -> str:
-        log = self._acct()[2]
-        ts = fields.get("ts", "")
-        now = int(ts) if ts.isdigit() else int(time.time() * 1000)
-        log.append((now, fields))
-        # The embedded store lives in the gateway's own memory: it keeps the most recent records
-        # only (a Redis Stream holds the configured bound, outside the gateway process).
-        bound = min(maxlen, MEMORY_USAGE_LOG_CAP)
-        while len(log) > bound:
-            log.popleft()
-        return f"{now}-0"
-
-    def op_budget_release(self, tag: str, counters: Sequence[str], call: str) -> int:
-        """Nothing to release: an in-process reservation always answers, so its outcome is never
-        unknown and settle never asks for this."""
-        return 0
-
-    async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int, call: str = "") -> int:
-        budgets = self._acct()[0]
-        keys = [f"{tag}\x00{c}" for c in counters]
-        for i, (key, limit) in enumerate(zip(keys, limits, strict=True), start=1):
-            current = budgets.get(key, 0)
-            if current >= limit or current + amount > limit:
-                return i
-        for key in keys:
-            budgets[key] = budgets.get(key, 0) + amount
-        return 0
-
-    async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]:
-        budgets = self._acct()[0]
-        return [budgets.get(f"{tag}\x00{c}", 0) for c in counters]
-
-    async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
-        spend = self._acct()[1]
-        return {day: dict(spend.get(day, {})) for day in days}
-
-    async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]:
-        out = []
-        for ts, fields in self._acct()[2]:
-            if start_ms <= ts <= end_ms:
-                out.append(dict(fields))
-                if len(out) >= count:
-                    break
-        return out
-
-
 # --- the usage log, read synchronously (the `gateway usage export` CLI) ---
 EXPORT_PAGE = 1000
 
@@ -336,7 +239,7 @@ def read_usage_stream(url: str, prefix: str, start_ms: int, end_ms: int | None) 
             if len(entries) < EXPORT_PAGE:
                 return
             low = "(" + _s(entries[-1][0])
-    except (RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         raise StoreUnavailableError(f"Cannot read the usage log: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()

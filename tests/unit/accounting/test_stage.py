@@ -15,12 +15,12 @@ from gateway.accounting.budgets import BudgetPlan, periods_at
 from gateway.accounting.estimate import text_of_body, text_of_sse
 from gateway.accounting.prices import UnitPrice
 from gateway.accounting.retry import RetryQueue
+from gateway.accounting.stage import AccountingStage, add_usage_fields, spend_dims, spend_metrics
 from gateway.config import AuthConfig, Price
 from gateway.context import JSONReply, Principal, RequestContext, Usage
 from gateway.errors import BudgetExceededError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.schemas import Operation
-from gateway.stages.accounting import AccountingStage, add_usage_fields, spend_dims, spend_metrics
 from gateway.store import StoreOp
 from gateway.store.memory import MemoryStore
 from gateway.tokens import TokenCounter

@@ -1,18 +1,13 @@
-"""The response cache's operations for Redis (mixed into RedisStore). Lookups are one EVALSHA
-(entry, or take the stampede lock); the settle-time writes queue one EVAL each on the shared batch
-pipeline (EVAL rather than EVALSHA there: redis-py checks registered scripts with an extra SCRIPT
-EXISTS round trip before every pipeline that uses them)."""
+"""The response cache's operations for Redis (mixed into RedisStore; their in-process twins are in
+`store_memory.py`). A lookup is one script call (the entry, or else the stampede lock taken); the
+settle-time writes queue one script call each on the shared settle batch (store/scripts.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from gateway.errors import StoreUnavailableError
-from gateway.store.scripts import ScriptOps
+from gateway.store.scripts import REDIS_FAILURES, RedisClient, ScriptOps, unavailable
 
 _LOOKUP = """
 local v = redis.call('GET', KEYS[1])
@@ -35,16 +30,11 @@ return 0
 
 
 class RedisCacheOps(ScriptOps):
-    client: aioredis.Redis
-    timeout: float
+    client: RedisClient
 
     async def cache_lookup(self, entry_key: str, lock_key: str, token: str, lock_ms: int) -> tuple[bytes | None, bool]:
         """(the entry or None, whether this caller now holds the lock). An empty token asks for no lock."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await self.run_script(_LOOKUP, [entry_key, lock_key], [token, lock_ms])
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        result = await self.call(self.run_script(_LOOKUP, [entry_key, lock_key], [token, lock_ms]))
         if result[0] == 1:
             return bytes(result[1]), False
         return None, result[0] == 2
@@ -54,11 +44,7 @@ class RedisCacheOps(ScriptOps):
         pipe = self.client.pipeline(transaction=False)
         pipe.get(entry_key)
         pipe.exists(lock_key)
-        try:
-            async with asyncio.timeout(self.timeout):
-                value, locked = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        value, locked = await self.call(pipe.execute())
         return (bytes(value) if value is not None else None), bool(locked)
 
     async def cache_purge(self, pattern: str) -> int:
@@ -74,8 +60,8 @@ class RedisCacheOps(ScriptOps):
                         batch.clear()
                 if batch:
                     deleted += int(await self.client.unlink(*batch))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from None
         return deleted
 
     def queue_cache_store(self, pipe: Any, entry_key: str, lock_key: str, token: str, value: bytes,

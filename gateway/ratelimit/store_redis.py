@@ -1,5 +1,5 @@
 """The limiter's and the key registry's Redis operations, mixed into `RedisStore` (their in-process
-twins are in `limits_memory.py`; same names, same semantics, one round trip each).
+twins are in `store_memory.py`; same names, same semantics, one round trip each).
 
 Direct calls: `rl_reserve` (admit), `keys_version`, `keys_load`, `key_load`, `key_save` (admin API and
 the key refresher). Batch op: `rl_settle` (queued with every other stage's settle writes).
@@ -13,14 +13,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
-
-from gateway.errors import StoreUnavailableError
 from gateway.ratelimit.core import WINDOW_MS, Decision, ScopeLimits, day_left_ms, day_of, decode
 from gateway.ratelimit.lua import SCRIPT
 from gateway.store.resp import RequestConnection
-from gateway.store.scripts import ScriptOps
+from gateway.store.scripts import REDIS_FAILURES, ScriptOps, unavailable
 
 LIMIT_TAG = "rl"
 KEYS_TAG = "keys"
@@ -73,12 +69,12 @@ class RedisLimitOps(ScriptOps):
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await self.run_script(SCRIPT, keys, args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             await self._follow_master()
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+            raise unavailable(exc) from None
         return decode(raw)
 
-    def queue_rl_settle(self, pipe: Pipeline, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int,
+    def queue_rl_settle(self, pipe: Any, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int,
                         reserved: int, actual: int, release: bool) -> None:
         keys = self._rl_keys(scopes, day_of(at_ms))
         args = self._rl_args("settle", scopes, rid, at_ms, reserved, 0, actual, release)
@@ -89,11 +85,7 @@ class RedisLimitOps(ScriptOps):
     async def _keys_call(self, build: Any) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         build(pipe)
-        try:
-            async with asyncio.timeout(self.timeout):
-                result: list[Any] = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        result: list[Any] = await self.call(pipe.execute())
         return result
 
     async def keys_version(self) -> int:
@@ -116,11 +108,7 @@ class RedisLimitOps(ScriptOps):
 
     async def key_name_release(self, name: str, key_id: str) -> None:
         names = self.key("names", tag=KEYS_TAG)
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self.run_script(_RELEASE_NAME, [names], [name, key_id])
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
+        await self.call(self.run_script(_RELEASE_NAME, [names], [name, key_id]))
 
     async def key_save(self, key_id: str, record: bytes) -> int:
         _, version = await self._keys_call(lambda p: (

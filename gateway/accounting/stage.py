@@ -1,9 +1,9 @@
-"""The accounting stage (its logic lives in gateway.accounting): budget reservation at admit; usage →
+"""The accounting stage (its logic lives in the rest of this package): budget reservation at admit; usage →
 cost → spend, budget reconciliation and the usage-log record at settle, in the pipeline's one settle
 batch.
 
 Writes the store did not take (down, slow, or refusing one op) wait in the retry queue
-(gateway/accounting/retry.py), which sends them on its own timer. A reservation that timed out is
+(retry.py), which sends them on its own timer. A reservation that timed out is
 settled as if it was not applied, and released in the same batch if it was."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Stored Responses conversations on Redis (mixed into RedisStore): one round trip per operation.
+"""Stored Responses conversations on Redis (mixed into RedisStore; the in-process twins are in
+`store_memory.py`): one round trip per operation.
 
 A record is one string key, `prefix:{owner tag}:resp:<response id>`, holding `<previous id>\\n<JSON>`
 with a TTL (SET PX). Every record of an owner shares the owner's hash tag, so the scripts that walk
@@ -8,14 +9,7 @@ the whole chain, bounded in length and bytes, in one call."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from gateway.errors import StoreUnavailableError
-from gateway.store.scripts import ScriptOps
+from gateway.store.scripts import RedisClient, ScriptOps
 
 # A response id is far shorter than this; the link of a record is found in its first bytes.
 _HEAD_BYTES = 255
@@ -55,8 +49,7 @@ return out
 
 
 class RedisConversationOps(ScriptOps):
-    client: aioredis.Redis
-    timeout: float
+    client: RedisClient
 
     def conversation_key(self, owner_tag: str, response_id: str) -> str:
         return self.key("resp", response_id, tag=owner_tag)
@@ -64,26 +57,21 @@ class RedisConversationOps(ScriptOps):
     async def conversation_put(self, owner_tag: str, response_id: str, previous_id: str, value: bytes,
                                ttl_ms: int, max_chain: int) -> None:
         base = self.conversation_key(owner_tag, "")
-        await self._conversation_call(self.run_script(
+        await self.call(self.run_script(
             _PUT, [base + response_id], [value, ttl_ms, base, previous_id, max_chain]))
 
     async def conversation_get(self, owner_tag: str, response_id: str) -> bytes | None:
-        value = await self._conversation_call(self.client.get(self.conversation_key(owner_tag, response_id)))
-        return bytes(value) if value is not None else None
+        value = await self.call(self.client.get(self.conversation_key(owner_tag, response_id)))
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else value.encode()
 
     async def conversation_delete(self, owner_tag: str, response_id: str) -> bool:
-        return bool(await self._conversation_call(self.client.delete(self.conversation_key(owner_tag, response_id))))
+        return bool(await self.call(self.client.delete(self.conversation_key(owner_tag, response_id))))
 
     async def conversation_chain(self, owner_tag: str, response_id: str, max_chain: int,
                                  max_bytes: int) -> tuple[int, list[bytes]]:
         base = self.conversation_key(owner_tag, "")
-        result = await self._conversation_call(self.run_script(
+        result = await self.call(self.run_script(
             _CHAIN, [base + response_id], [base, response_id, max_chain, max_bytes]))
         return int(result[0]), [bytes(value) for value in result[1:]]
-
-    async def _conversation_call(self, call: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await call
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"The shared store did not answer: {type(exc).__name__}.") from None
