@@ -10,7 +10,6 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
-from typing import cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,7 +20,7 @@ from gateway.accounting.prices import PriceError, load_prices
 from gateway.accounting.retry import RetryQueue
 from gateway.accounting.stage import build_stage
 from gateway.auth import Authenticator, FailureThrottle
-from gateway.cache.stage import CacheStage, CacheStore
+from gateway.cache.stage import CacheStage
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.conversations import Conversations
 from gateway.conversations.stage import ConversationStage
@@ -45,11 +44,9 @@ from gateway.ops.watch import FileWatcher
 from gateway.pipeline import Pipeline, Stage
 from gateway.providers.redact import build_redactor
 from gateway.ratelimit import KeyRegistry, RateLimiter, RateLimitStage
-from gateway.ratelimit.keys import KeyStore
-from gateway.ratelimit.stage import LimitStore
 from gateway.routing.router import Router
 from gateway.routing.stage import RoutingStage
-from gateway.routing.stats import RoutingStats, RoutingStore
+from gateway.routing.stats import RoutingStats
 from gateway.routing.table import RouteTable
 from gateway.runtime import ReloadOutcome, Runtime, Services
 from gateway.schemas import Operation
@@ -68,7 +65,7 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     # --- rate limits --- (first: a refused request touches nothing else)
     keys = services.keys
     auth = Authenticator(config.auth, keys.lookup if keys is not None else None)
-    limiter = RateLimiter(config, cast(LimitStore, services.store), services.tokens, services.metrics)
+    limiter = RateLimiter(config, services.store, services.tokens, services.metrics)
     deployment_limits = any(d.limits for spec in config.models.values() for d in spec.deployments)
     gate = limiter if deployment_limits else None
     # The Responses API's stored conversations first: a continued turn's history counts in its limits.
@@ -96,7 +93,7 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
                                       for dep, p in accounting.prices.items()})
     # --- end accounting ---
     # --- cache --- (limits and budgets admit first, a hit answers without routing)
-    cache = CacheStage(cast(CacheStore, services.store), services.metrics, config,
+    cache = CacheStage(services.store, services.metrics, config,
                        clock=services.hooks.cache_clock)
     if cache.policies:
         stages.append(cache)
@@ -132,7 +129,7 @@ def routing_stats(services: Services) -> RoutingStats:  # --- routing ---
     stats = services.routing_stats
     if stats is None:
         hooks = services.hooks
-        stats = services.routing_stats = RoutingStats(cast(RoutingStore, services.store), metrics=services.metrics,
+        stats = services.routing_stats = RoutingStats(services.store, metrics=services.metrics,
                                                       clock=hooks.routing_clock, rng=hooks.routing_rng,
                                                       sleep=hooks.routing_sleep)
     return stats
@@ -292,7 +289,7 @@ def create_app(config: GatewayConfig, *, config_path: str | None = None,
             where = describe_store(store_cfg.redis_url, cluster=store_cfg.cluster)
             log.info("shared store", extra={"fields": {"redis": where}})
         # --- rate limits: runtime keys, refreshed from the store in the background ---
-        keys = KeyRegistry(cast(KeyStore, services.store), metrics, config.limits_defaults.key_refresh)
+        keys = KeyRegistry(services.store, metrics, config.limits_defaults.key_refresh)
         services.keys = keys
         with contextlib.suppress(Exception):  # the store may be down at start: the refresher retries
             await keys.refresh()

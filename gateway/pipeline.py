@@ -29,7 +29,7 @@ from gateway.metrics import Metrics
 from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation
 from gateway.settlement import Settlement, Settler, Timing
-from gateway.store import Store, StoreOp
+from gateway.store import StoreClient, StoreOp
 
 log = get_logger("pipeline")
 
@@ -83,7 +83,7 @@ class Stage(Protocol):
 
 
 class Pipeline:
-    def __init__(self, auth: Authenticator, router: Router, metrics: Metrics, store: Store,
+    def __init__(self, auth: Authenticator, router: Router, metrics: Metrics, store: StoreClient,
                  stages: tuple[Stage, ...] = (), stream_usage_hook: StreamUsageHook | None = None) -> None:
         self.auth = auth
         self.router = router

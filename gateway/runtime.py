@@ -20,7 +20,7 @@ from gateway.ratelimit import KeyRegistry
 from gateway.routing.stats import RoutingStats
 from gateway.routing.table import RouteTable
 from gateway.stages.shedding import InFlight
-from gateway.store import Store
+from gateway.store.protocol import Store
 from gateway.tokens import TokenCounter
 from gateway.upstream import UpstreamPool
 

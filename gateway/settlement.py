@@ -31,7 +31,7 @@ from gateway.context import JSONReply, Reply, RequestContext
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.store import Store, StoreOp
+from gateway.store import StoreClient, StoreOp
 
 log = get_logger("settlement")
 
@@ -67,7 +67,7 @@ class SettlingStage(Protocol):
 class Settler:
     """Writes settlements: one store batch per call, then its metrics (through `observe`)."""
 
-    def __init__(self, store: Store, metrics: Metrics, observe: ObserveCall) -> None:
+    def __init__(self, store: StoreClient, metrics: Metrics, observe: ObserveCall) -> None:
         self.store = store
         self.metrics = metrics
         self.observe = observe

@@ -10,8 +10,8 @@ from typing import Any
 
 from gateway.accounting.budgets import BudgetPlan, counter_id, periods_at, rule_tag
 from gateway.accounting.prices import format_usd
+from gateway.accounting.store import AccountingStore
 from gateway.config import AuthConfig
-from gateway.store import Store
 
 DIMENSIONS = ("key", "team", "alias", "deployment")
 MAX_DAYS = 400
@@ -91,12 +91,12 @@ def fold(days: Mapping[str, Mapping[str, int]], by: str, name: str | None) -> di
     return out
 
 
-async def spend(store: Store, by: str, name: str | None, start: dt.date, end: dt.date) -> dict[str, Any]:
+async def spend(store: AccountingStore, by: str, name: str | None, start: dt.date, end: dt.date) -> dict[str, Any]:
     days = await store.spend_read(days_between(start, end))
     return {"by": by, "since": start.isoformat(), "until": end.isoformat(), "spend": fold(days, by, name)}
 
 
-async def budgets(store: Store, auth: AuthConfig, now: float | None = None) -> list[dict[str, Any]]:
+async def budgets(store: AccountingStore, auth: AuthConfig, now: float | None = None) -> list[dict[str, Any]]:
     """Every budget with what its current period has used (committed spend plus reservations)."""
     now = time.time() if now is None else now
     plan = BudgetPlan(auth)

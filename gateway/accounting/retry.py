@@ -4,7 +4,7 @@ a while), one entry per call, bounded, outliving config reloads.
 A timer sends the queue on its own, every `interval` seconds while it holds writes, so the queue
 empties as soon as the store answers again, whether or not requests arrive (an idle replica keeps
 nothing it could have written; a crash then loses less). Every accounting write carries its call's
-id and the store applies it at most once (see gateway/store/scripts.py), so a write is safe to send
+id and the store applies it at most once (see gateway/store/scripts.py `guarded`), so a write is safe to send
 again whatever happened to the previous attempt. When the queue is full the oldest call's writes are
 dropped, logged with the full record (nothing is lost silently) and counted in
 `gateway_accounting_records_lost_total`; so are writes the store refuses for good (an argument out
@@ -18,10 +18,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from gateway.accounting.store import USAGE_APPEND
 from gateway.errors import StoreUnavailableError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.store import Store, StoreOp, refused_for_good
+from gateway.store import StoreClient, StoreOp, refused_for_good
 
 log = get_logger("accounting")
 
@@ -32,7 +33,7 @@ Group = tuple[StoreOp, ...]
 
 
 class RetryQueue:
-    def __init__(self, bound: int, metrics: Metrics, store: Store | None = None, interval: float = 1.0) -> None:
+    def __init__(self, bound: int, metrics: Metrics, store: StoreClient | None = None, interval: float = 1.0) -> None:
         self.bound = bound
         self.metrics = metrics
         # Without a store the queue only holds writes (and `send` needs one passed).
@@ -72,7 +73,7 @@ class RetryQueue:
             self.metrics.accounting_retry_queue.set(len(self._groups))
         return out
 
-    async def send(self, store: Store) -> bool:
+    async def send(self, store: StoreClient) -> bool:
         """One batch of the oldest queued calls to the store. True when it took them (writes it refused
         for good are dropped, see `push`); False when it did not answer (the batch is back at the head
         of the queue) or refused some writes for now (those are queued again): try later."""
@@ -135,5 +136,5 @@ class RetryQueue:
 
     def _lost(self, group: Group, message: str, error: Exception) -> None:
         self.metrics.accounting_lost.inc()
-        record = next((op.args[0] for op in group if op.name == "usage_append"), None)
+        record = next((op.args[0] for op in group if op.write is USAGE_APPEND), None)
         log.error(message, extra={"fields": {"record": record, "error": type(error).__name__}})

@@ -20,13 +20,14 @@ from gateway.accounting.estimate import estimate_usage, text_of_body, text_of_ss
 from gateway.accounting.prices import PriceTable, UnitPrice, deployment_prices, format_usd
 from gateway.accounting.records import UsageRecord
 from gateway.accounting.retry import RetryQueue
+from gateway.accounting.store import BUDGET_ADJUST, BUDGET_RELEASE, SPEND_ADD, USAGE_APPEND, AccountingStore
 from gateway.config import GatewayConfig
 from gateway.context import JSONReply, Reply, RequestContext, Usage
 from gateway.errors import BudgetExceededError, GatewayError, StoreUnavailableError
 from gateway.ids import UniqueIds
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.store import Store, StoreOp
+from gateway.store import StoreOp
 from gateway.tokens import TokenCounter
 
 log = get_logger("accounting")
@@ -47,7 +48,7 @@ class AccountingStage:
     name = "accounting"
 
     def __init__(self, *, prices: dict[str, UnitPrice | None], reserve_prices: dict[str, UnitPrice | None],
-                 budgets: BudgetPlan, store: Store, tokens: TokenCounter, metrics: Metrics, retry: RetryQueue,
+                 budgets: BudgetPlan, store: AccountingStore, tokens: TokenCounter, metrics: Metrics, retry: RetryQueue,
                  fail_closed: bool = False, usage_log_maxlen: int = 1_000_000,
                  reserve_completion_tokens: int = 256, clock: Callable[[], float] = time.time,
                  fallbacks: Mapping[str, tuple[str, ...]] | None = None) -> None:
@@ -210,8 +211,8 @@ class AccountingStage:
             if len(self._dims) > 10_000:  # names come from the config, but stay bounded regardless
                 self._dims.clear()
             dims = self._dims[names] = spend_dims(*names)
-        return [StoreOp("spend_add", (day, SPEND_RETENTION_SECONDS, dims, spend_metrics(record)), (call, f"s{n}")),
-                StoreOp("usage_append", (record.fields(), self.maxlen), (call, f"u{n}"))]
+        return [SPEND_ADD.once((call, f"s{n}"), day, SPEND_RETENTION_SECONDS, dims, spend_metrics(record)),
+                USAGE_APPEND.once((call, f"u{n}"), record.fields(), self.maxlen)]
 
     def _observe_hedge(self, alias: str, deployment: str, cost: int | None) -> None:
         if cost is None:
@@ -330,15 +331,15 @@ def spend_dims(key_id: str, key: str, team: str, alias: str, deployment: str) ->
 
 
 def _adjust(call: str, hold: BudgetHold, delta: int) -> StoreOp:
-    return StoreOp("budget_adjust", (hold.tag, hold.counters, delta, hold.ttl), (call, "b"))
+    return BUDGET_ADJUST.once((call, "b"), hold.tag, hold.counters, delta, hold.ttl)
 
 
 def _release(call: str, hold: BudgetHold) -> StoreOp:
     """Take back the call's reservation if the store applied it after all (see BudgetHold.uncertain)."""
-    return StoreOp("budget_release", (hold.tag, hold.counters, call), (call, "r"))
+    return BUDGET_RELEASE.once((call, "r"), hold.tag, hold.counters, call)
 
 
-# Names a call's writes so a store can apply a re-sent write at most once (see StoreOp.once).
+# Names a call's writes so a store can apply a re-sent write at most once (see BatchWrite.once).
 _write_id = UniqueIds(random_bytes=8)
 
 
@@ -352,8 +353,8 @@ def _refusal(rule: Rule) -> str:
             f"It resets at the start of the next {rule.period} (UTC).")
 
 
-def build_stage(config: GatewayConfig, table: PriceTable, *, store: Store, tokens: TokenCounter, metrics: Metrics,
-                retry: RetryQueue, clock: Callable[[], float] = time.time) -> AccountingStage:
+def build_stage(config: GatewayConfig, table: PriceTable, *, store: AccountingStore, tokens: TokenCounter,
+                metrics: Metrics, retry: RetryQueue, clock: Callable[[], float] = time.time) -> AccountingStage:
     """The stage for one config: prices resolved per deployment, the dearest per alias for reservations."""
     prices = deployment_prices(config, table)
     reserve: dict[str, UnitPrice | None] = {}

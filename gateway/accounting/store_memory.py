@@ -21,7 +21,7 @@ class MemoryAccountingOps:
             state = self.__dict__["_acct_state"] = ({}, {}, deque())
         return state
 
-    def op_spend_add(self, day: str, ttl: int, dims: Sequence[str], metrics: Sequence[tuple[str, int]]) -> int:
+    def apply_spend_add(self, day: str, ttl: int, dims: Sequence[str], metrics: Sequence[tuple[str, int]]) -> int:
         spend = self._acct()[1].setdefault(day, {})
         names = self.__dict__.setdefault("_spend_names", {})  # (dims, metric) → the hash fields
         dims = dims if isinstance(dims, tuple) else tuple(dims)
@@ -35,14 +35,14 @@ class MemoryAccountingOps:
                 spend[name] = spend.get(name, 0) + value
         return 0
 
-    def op_budget_adjust(self, tag: str, counters: Sequence[str], delta: int, ttl: int) -> int:
+    def apply_budget_adjust(self, tag: str, counters: Sequence[str], delta: int, ttl: int) -> int:
         budgets = self._acct()[0]
         for counter in counters:
             key = f"{tag}\x00{counter}"
             budgets[key] = budgets.get(key, 0) + delta
         return 0
 
-    def op_usage_append(self, fields: dict[str, str], maxlen: int) -> str:
+    def apply_usage_append(self, fields: dict[str, str], maxlen: int) -> str:
         log = self._acct()[2]
         ts = fields.get("ts", "")
         now = int(ts) if ts.isdigit() else int(time.time() * 1000)
@@ -54,7 +54,7 @@ class MemoryAccountingOps:
             log.popleft()
         return f"{now}-0"
 
-    def op_budget_release(self, tag: str, counters: Sequence[str], call: str) -> int:
+    def apply_budget_release(self, tag: str, counters: Sequence[str], call: str) -> int:
         """Nothing to release: an in-process reservation always answers, so its outcome is never
         unknown and settle never asks for this."""
         return 0

@@ -1,7 +1,7 @@
 """Accounting's Redis operations, mixed into RedisStore (their in-process twins are in
 `store_memory.py`; same semantics, one contract suite).
 
-Batch ops (settle step, one round trip with every other stage's writes):
+Batch ops (the settle writes of store.py, sent with every other stage's writes in one round trip):
 - `spend_add(day, ttl, dims, metrics)`: add each metric's integer to the field `<dim>|<metric>` of the
   day's spend hash, for every dimension (`key|<id>|<name>`, `alias|gpt`, …); one EVAL.
 - `budget_adjust(tag, counters, delta, ttl)`: reconcile budget counters after the call (one EVALSHA).
@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from gateway.errors import StoreUnavailableError
-from gateway.store.scripts import ONCE_TTL_SECONDS, REDIS_FAILURES, ScriptOps, guarded
+from gateway.store import Once
+from gateway.store.scripts import ONCE_TTL_SECONDS, REDIS_FAILURES, CommandBatch, ScriptOps, guarded
 
 # Returns (refused) or falls through (reserved): the body of both reserve scripts.
 _CHECK_AND_RESERVE = """
@@ -125,8 +126,8 @@ class RedisAccountingOps(ScriptOps):
 
     # batch ops ---------------------------------------------------------------------------------
     # `once` (call id, write id): apply at most once (see StoreOp and scripts.guarded).
-    def queue_spend_add(self, pipe: Any, day: str, ttl: int, dims: Sequence[str],
-                        metrics: Sequence[tuple[str, int]], once: tuple[str, str] | None = None) -> None:
+    def queue_spend_add(self, pipe: CommandBatch, once: Once | None, day: str, ttl: int, dims: Sequence[str],
+                        metrics: Sequence[tuple[str, int]]) -> None:
         args: list[Any] = [ttl, len(dims), *dims]
         for name, value in metrics:
             args += (name, value)
@@ -136,8 +137,8 @@ class RedisAccountingOps(ScriptOps):
             self.queue_script(pipe, _SPEND_ONCE, 2, spend_key(self.prefix, day),
                               self.once_marker(once[0], "spend:", day), *args, once[1])
 
-    def queue_budget_adjust(self, pipe: Any, tag: str, counters: Sequence[str], delta: int, ttl: int,
-                            once: tuple[str, str] | None = None) -> None:
+    def queue_budget_adjust(self, pipe: CommandBatch, once: Once | None, tag: str, counters: Sequence[str],
+                            delta: int, ttl: int) -> None:
         keys = [budget_key(self.prefix, tag, c) for c in counters]
         if once is None:
             self.queue_script(pipe, _ADJUST, len(keys), *keys, delta, ttl)
@@ -145,15 +146,14 @@ class RedisAccountingOps(ScriptOps):
             self.queue_script(pipe, _ADJUST_ONCE, len(keys) + 1, *keys, self.once_marker(once[0], "budget:", tag),
                               delta, ttl, once[1])
 
-    def queue_budget_release(self, pipe: Any, tag: str, counters: Sequence[str], call: str,
-                             once: tuple[str, str] | None = None) -> None:
+    def queue_budget_release(self, pipe: CommandBatch, once: Once | None, tag: str, counters: Sequence[str],
+                             call: str) -> None:
         # Idempotent by itself (its tombstone): `once` is not needed.
         keys = [budget_key(self.prefix, tag, c) for c in counters]
         self.queue_script(pipe, _RELEASE, len(keys) + 1, *keys, self.once_marker(call, "budget:", tag),
                           RESERVATION_FIELD)
 
-    def queue_usage_append(self, pipe: Any, fields: dict[str, str], maxlen: int,
-                           once: tuple[str, str] | None = None) -> None:
+    def queue_usage_append(self, pipe: CommandBatch, once: Once | None, fields: dict[str, str], maxlen: int) -> None:
         # One JSON field rather than one stream field per column: the client encodes two arguments
         # instead of forty on every request (see decode_record).
         record = orjson.dumps(fields)

@@ -18,13 +18,13 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from gateway.cache.control import Controls, parse_controls
 from gateway.cache.convert import completion_to_stream, stream_to_completion
 from gateway.cache.entry import DONE, Entry, Form, decode, encode, normalise_stream, usage_of_json
 from gateway.cache.keys import canonical, digest, entry_key, lock_key, scope_id
 from gateway.cache.policy import Policy, policies
+from gateway.cache.store import CACHE_RELEASE, CACHE_STORE, CacheStore
 from gateway.config import GatewayConfig
 from gateway.context import JSONReply, Reply, RequestContext, StreamReply
 from gateway.errors import GatewayError
@@ -36,15 +36,6 @@ log = get_logger("cache")
 
 LOG_EVERY = 10.0  # seconds between two "store trouble" log lines
 POLL_FIRST, POLL_MAX = 0.02, 0.25
-
-
-class CacheStore(Protocol):
-    async def cache_lookup(self, entry_key: str, lock_key: str, token: str,
-                           lock_ms: int) -> tuple[bytes | None, bool]: ...
-
-    async def cache_poll(self, entry_key: str, lock_key: str) -> tuple[bytes | None, bool]: ...
-
-    async def cache_purge(self, pattern: str) -> int: ...
 
 
 @dataclass(slots=True)
@@ -202,7 +193,7 @@ class CacheStage:
         if op is not None:
             return (op,)
         if state.token:
-            return (StoreOp("cache_release", (state.lock_key, state.token)),)
+            return (CACHE_RELEASE(state.lock_key, state.token),)
         return ()
 
     def _store_op(self, ctx: RequestContext, state: _State, reply: Reply | None,
@@ -247,8 +238,7 @@ class CacheStage:
             return None
         self._count("cache_stores", alias, "stored")
         self._count("cache_bytes", alias, "stored", len(value))
-        return StoreOp("cache_store", (state.entry_key, state.lock_key, state.token, value,
-                                       max(1, int(state.ttl * 1000))))
+        return CACHE_STORE(state.entry_key, state.lock_key, state.token, value, max(1, int(state.ttl * 1000)))
 
     def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
         """Nothing of this stage's settle is needed by the answer itself."""

@@ -74,7 +74,7 @@ class MemoryCacheOps:
             self._cache_drop(entries, key)
         return len(doomed)
 
-    def op_cache_store(self, entry_key: str, lock_key: str, token: str, value: bytes, ttl_ms: int) -> None:
+    def apply_cache_store(self, entry_key: str, lock_key: str, token: str, value: bytes, ttl_ms: int) -> None:
         entries, _ = self._cache_tables()
         if entry_key in entries:
             self._cache_drop(entries, entry_key)
@@ -84,9 +84,9 @@ class MemoryCacheOps:
             self._cache_bytes += size
             while self._cache_bytes > self.cache_max_bytes:
                 self._cache_drop(entries, next(iter(entries)))
-        self.op_cache_release(lock_key, token)
+        self.apply_cache_release(lock_key, token)
 
-    def op_cache_release(self, lock_key: str, token: str) -> None:
+    def apply_cache_release(self, lock_key: str, token: str) -> None:
         _, locks = self._cache_tables()
         held = locks.get(lock_key)
         if token and held is not None and held[0] == token:

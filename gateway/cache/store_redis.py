@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.store.scripts import REDIS_FAILURES, RedisClient, ScriptOps, unavailable
+from gateway.store import Once
+from gateway.store.scripts import REDIS_FAILURES, CommandBatch, RedisClient, ScriptOps, unavailable
 
 _LOOKUP = """
 local v = redis.call('GET', KEYS[1])
@@ -64,9 +65,9 @@ class RedisCacheOps(ScriptOps):
             raise unavailable(exc) from None
         return deleted
 
-    def queue_cache_store(self, pipe: Any, entry_key: str, lock_key: str, token: str, value: bytes,
-                          ttl_ms: int) -> None:
+    def queue_cache_store(self, pipe: CommandBatch, once: Once | None, entry_key: str, lock_key: str, token: str,
+                          value: bytes, ttl_ms: int) -> None:
         self.queue_script(pipe, _STORE, 2, entry_key, lock_key, token, value, ttl_ms)
 
-    def queue_cache_release(self, pipe: Any, lock_key: str, token: str) -> None:
+    def queue_cache_release(self, pipe: CommandBatch, once: Once | None, lock_key: str, token: str) -> None:
         self.queue_script(pipe, _RELEASE, 1, lock_key, token)

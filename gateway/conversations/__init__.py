@@ -12,10 +12,11 @@ operations (store_redis.py, store_memory.py) in one round trip each; the pipelin
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from gateway.config import ResponsesConfig
 from gateway.conversations import records
+from gateway.conversations.store import ConversationStore
 from gateway.errors import (
     InvalidRequestError,
     PreviousResponseNotFoundError,
@@ -24,22 +25,8 @@ from gateway.errors import (
 )
 
 
-class ConversationOps(Protocol):
-    """The store operations (both stores implement them; see the module docstrings there)."""
-
-    async def conversation_put(self, owner_tag: str, response_id: str, previous_id: str, value: bytes,
-                               ttl_ms: int, max_chain: int) -> None: ...
-
-    async def conversation_get(self, owner_tag: str, response_id: str) -> bytes | None: ...
-
-    async def conversation_delete(self, owner_tag: str, response_id: str) -> bool: ...
-
-    async def conversation_chain(self, owner_tag: str, response_id: str, max_chain: int,
-                                 max_bytes: int) -> tuple[int, list[bytes]]: ...
-
-
 class Conversations:
-    def __init__(self, store: ConversationOps, *, ttl: float, max_response_bytes: int, max_chain: int,
+    def __init__(self, store: ConversationStore, *, ttl: float, max_response_bytes: int, max_chain: int,
                  max_history_bytes: int) -> None:
         self.store = store
         self.ttl_ms = max(1, int(ttl * 1000))
@@ -48,7 +35,7 @@ class Conversations:
         self.max_history_bytes = max_history_bytes
 
     @classmethod
-    def from_config(cls, store: ConversationOps, config: ResponsesConfig) -> Conversations:
+    def from_config(cls, store: ConversationStore, config: ResponsesConfig) -> Conversations:
         return cls(store, ttl=config.ttl, max_response_bytes=config.max_response_bytes, max_chain=config.max_chain,
                    max_history_bytes=config.max_history_bytes)
 

@@ -127,10 +127,10 @@ class CachePurgeEndpoint:
         alias_id = short_id(body["alias"]) if body.get("alias") else None
         runtime = self.services.current()
         store = self.services.store
+        assert store is not None, "the store is built before the app serves"
         purged = 0
         for scope_id in scope_ids:
-            purged += await store.cache_purge(  # type: ignore[union-attr]
-                purge_pattern(runtime.config.store.key_prefix, alias_id, scope_id))
+            purged += await store.cache_purge(purge_pattern(runtime.config.store.key_prefix, alias_id, scope_id))
         await send_json(send, JSONReply(200, orjson.dumps({"purged": purged})))
 
     async def _identities(self, name: str) -> list[str]:

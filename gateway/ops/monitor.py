@@ -12,7 +12,7 @@ from gateway.background import Background
 from gateway.config import GatewayConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.store import Store
+from gateway.store.protocol import Store
 
 log = get_logger("monitor")
 

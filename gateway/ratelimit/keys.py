@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,25 +23,11 @@ from gateway.context import Principal
 from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.ratelimit.store import KeyStore
 
 log = get_logger("keys")
 
 KEY_PREFIX = "sk-gw-"
-
-
-class KeyStore(Protocol):
-    async def keys_version(self) -> int: ...
-    async def keys_load(self) -> tuple[int, dict[str, bytes]]: ...
-    async def key_load(self, key_id: str) -> bytes | None: ...
-    async def key_save(self, key_id: str, record: bytes) -> int: ...
-
-    async def key_name_claim(self, name: str, key_id: str) -> str:
-        """Claim `name` for `key_id` unless another key holds it; the id of the key holding it now."""
-        ...
-
-    async def key_name_release(self, name: str, key_id: str) -> None:
-        """Give up `name`, if `key_id` holds it."""
-        ...
 
 
 class KeySpec(BaseModel):

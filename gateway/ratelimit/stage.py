@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.config import GatewayConfig, Limits
 from gateway.context import Principal, RequestContext
@@ -22,6 +22,7 @@ from gateway.ids import UniqueIds
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.ratelimit.core import WINDOW_MS, Admitted, Decision, Refusal, ScopeLimits, ScopeState
+from gateway.ratelimit.store import LIMITS_SETTLE, LimitStore
 from gateway.store import StoreOp
 from gateway.tokens import TokenCounter
 
@@ -31,11 +32,6 @@ SCOPE_KINDS = {"k": "key", "t": "team", "a": "alias", "d": "deployment"}
 LIMIT_WORDS = {"requests": "requests per minute", "tokens": "tokens per minute",
                "concurrency": "concurrent requests", "requests_per_day": "requests per day",
                "tokens_per_day": "tokens per day"}
-
-
-class LimitStore(Protocol):
-    async def rl_reserve(self, scopes: tuple[ScopeLimits, ...], rid: str, now_ms: int, tokens: int,
-                         lease_ms: int) -> Decision: ...
 
 
 @dataclass(slots=True)
@@ -202,13 +198,13 @@ class RateLimiter:
         ops = []
         if held.admit is not None:
             hold = held.admit
-            ops.append(StoreOp("rl_settle", (hold.scopes, hold.rid, hold.at_ms, hold.tokens,
-                                             hold.tokens if actual is None else actual, True)))
+            ops.append(LIMITS_SETTLE(hold.scopes, hold.rid, hold.at_ms, hold.tokens,
+                                     hold.tokens if actual is None else actual, True))
         last = len(held.deployments) - 1
         for i, hold in enumerate(held.deployments):
             # Attempts before the last one failed and generated nothing.
             charge = (hold.tokens if actual is None else actual) if i == last else 0
-            ops.append(StoreOp("rl_settle", (hold.scopes, hold.rid, hold.at_ms, hold.tokens, charge, True)))
+            ops.append(LIMITS_SETTLE(hold.scopes, hold.rid, hold.at_ms, hold.tokens, charge, True))
         return ops
 
     # --- the router's per-attempt gate (deployment scope) ---

@@ -24,7 +24,7 @@ class MemoryLimitOps:
                          lease_ms: int) -> Decision:
         return self.limiter.reserve(scopes, rid, now_ms, tokens, lease_ms)
 
-    def op_rl_settle(self, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int, reserved: int, actual: int,
+    def apply_rl_settle(self, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int, reserved: int, actual: int,
                      release: bool) -> int:
         self.limiter.settle(scopes, rid, at_ms, reserved, actual, release)
         return 1

@@ -15,8 +15,9 @@ from typing import Any
 
 from gateway.ratelimit.core import WINDOW_MS, Decision, ScopeLimits, day_left_ms, day_of, decode
 from gateway.ratelimit.lua import SCRIPT
+from gateway.store import Once
 from gateway.store.resp import RequestConnection
-from gateway.store.scripts import REDIS_FAILURES, ScriptOps, unavailable
+from gateway.store.scripts import REDIS_FAILURES, CommandBatch, ScriptOps, unavailable
 
 LIMIT_TAG = "rl"
 KEYS_TAG = "keys"
@@ -74,8 +75,8 @@ class RedisLimitOps(ScriptOps):
             raise unavailable(exc) from None
         return decode(raw)
 
-    def queue_rl_settle(self, pipe: Any, scopes: tuple[ScopeLimits, ...], rid: str, at_ms: int,
-                        reserved: int, actual: int, release: bool) -> None:
+    def queue_rl_settle(self, pipe: CommandBatch, once: Once | None, scopes: tuple[ScopeLimits, ...], rid: str,
+                        at_ms: int, reserved: int, actual: int, release: bool) -> None:
         keys = self._rl_keys(scopes, day_of(at_ms))
         args = self._rl_args("settle", scopes, rid, at_ms, reserved, 0, actual, release)
         self.queue_script(pipe, SCRIPT, len(keys), *keys, *args)

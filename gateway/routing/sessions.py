@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.routing.table import Target
 
 # Where clients say which session a request belongs to, in the order they are consulted.
 SESSION_HEADERS = ("x-claude-code-session-id", "session_id", "session-id", "x-session-id")
 MAX_SESSION_ID = 256
-
-
-class SessionStore(Protocol):
-    async def session_lookup(self, key: str) -> str | None: ...
 
 
 def session_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:

@@ -11,8 +11,9 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.logs import get_logger
 from gateway.routing.router import counts_against
-from gateway.routing.sessions import SessionStore, pin_key, session_of
+from gateway.routing.sessions import pin_key, session_of
 from gateway.routing.stats import RoutingStats
+from gateway.routing.store import SESSION_PIN, SessionStore
 from gateway.routing.table import RouteTable
 from gateway.store import StoreOp
 
@@ -70,8 +71,7 @@ class RoutingStage:
             # (Renewed on every call: the pin lives as long as the session is active.)
             route = self.table.get(ctx.alias)
             if route is not None:
-                pin = StoreOp("session_pin", (pin_key(ctx.alias, ctx.session_id), ctx.deployment,
-                                              route.config.sticky_ttl))
+                pin = SESSION_PIN(pin_key(ctx.alias, ctx.session_id), ctx.deployment, route.config.sticky_ttl)
                 return [*ops, pin]
         return ops
 

@@ -13,7 +13,6 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from gateway.config import AliasConfig
 from gateway.context import RequestContext
@@ -21,6 +20,7 @@ from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.routing.observations import RELEASE_PROBE, Observation, apply_observation, empty
+from gateway.routing.store import ROUTING_OBSERVE, RoutingStore
 from gateway.store import StoreOp
 
 log = get_logger("routing")
@@ -32,12 +32,6 @@ CACHE_TTL = 1.0
 PROBE_TTL = 30.0
 _LOG_EVERY = 10.0
 _MAX_PENDING = 10_000
-
-
-class RoutingStore(Protocol):
-    async def routing_read(self, ids: Sequence[str]) -> dict[str, dict[str, float]]: ...
-
-    async def routing_claim_probe(self, dep: str, now: float, ttl: float) -> bool: ...
 
 
 class RoutingStats:
@@ -161,7 +155,7 @@ class RoutingStats:
         if not ctx.route_observations:
             return []
         self._pending.pop(id(ctx.route_observations), None)
-        return [StoreOp("routing_observe", (tuple(ctx.route_observations),))]
+        return [ROUTING_OBSERVE(tuple(ctx.route_observations))]
 
 
 def circuit_code(h: dict[str, float], now: float) -> int:

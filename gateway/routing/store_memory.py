@@ -25,7 +25,7 @@ class MemoryRoutingOps:
         h = self._routing[dep] = empty()
         return h
 
-    def op_routing_observe(self, observations: Sequence[Observation]) -> None:
+    def apply_routing_observe(self, observations: Sequence[Observation]) -> None:
         for o in observations:
             apply_observation(self._rt(o[0]), o)
 
@@ -52,7 +52,7 @@ class MemorySessionOps:
             self._pins = {}
             return self._pins
 
-    def op_session_pin(self, key: str, deployment: str, ttl: float) -> None:
+    def apply_session_pin(self, key: str, deployment: str, ttl: float) -> None:
         pins = self._pin_table()
         pins.pop(key, None)  # re-inserted last: the dict's order is the order of last use
         pins[key] = (deployment, time.monotonic() + ttl)

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.routing.observations import ALPHA, FIELDS, RELEASE_PROBE, Observation
-from gateway.store.scripts import ScriptOps
+from gateway.store import Once
+from gateway.store.scripts import CommandBatch, ScriptOps
 
 _LUA_OBSERVE = """
 local function num(v) if v then return tonumber(v) end return 0 end
@@ -127,7 +128,7 @@ class RedisRoutingOps(ScriptOps):
     def _rt_key(self, dep: str) -> str:
         return self.key("rt", dep, tag="routing")
 
-    def queue_routing_observe(self, pipe: Any, observations: Sequence[Observation]) -> None:
+    def queue_routing_observe(self, pipe: CommandBatch, once: Once | None, observations: Sequence[Observation]) -> None:
         keys = [self._rt_key(o[0]) for o in observations]
         args: list[float] = []
         for o in observations:
@@ -155,7 +156,7 @@ class RedisSessionOps(ScriptOps):
     def _pin_key(self, key: str) -> str:
         return self.key("session", tag=key)
 
-    def queue_session_pin(self, pipe: Any, key: str, deployment: str, ttl: float) -> None:
+    def queue_session_pin(self, pipe: CommandBatch, once: Once | None, key: str, deployment: str, ttl: float) -> None:
         pipe.execute_command("SET", self._pin_key(key), deployment, "PX", max(1, int(ttl * 1000)))
 
     async def session_lookup(self, key: str) -> str | None:

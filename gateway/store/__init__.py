@@ -1,22 +1,66 @@
 """Shared state behind one async contract: `RedisStore` for many replicas, `MemoryStore` as the
 embedded default for one process. Both pass the same contract tests.
 
-Features add operations here as pairs: a Redis implementation (a Lua script or commands queued on a
-pipeline) and an in-memory one with the same semantics. Writes that happen after a request (the
-settle step: reconciling limits, spend, statistics, the usage log) are collected from every stage as
-`StoreOp`s and sent together by `run_batch`, one round trip for the whole settle step.
+This package holds the clients (the embedded store, the Redis store and its request connection,
+the Redis topologies) and the batch runner; each feature's operations live in the feature's package
+(`store_memory.py`, `store_redis.py`, and `store.py`: the protocol naming what the feature needs of a
+store, and its settle writes). `gateway.store.protocol.Store` is every feature's protocol at once,
+which both stores declare.
+
+Writes that happen after a request (the settle step: reconciling limits, spend, statistics, the usage
+log) are collected from every stage as `StoreOp`s and sent together by `run_batch`, one round trip
+for the whole settle step. An op names its `BatchWrite`, and the write names the function that
+applies it on each store: a store runs an op by calling that function, never by looking a name up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, NamedTuple, ParamSpec, Protocol
 
-from gateway.conversations import ConversationOps
+if TYPE_CHECKING:
+    from gateway.store.protocol import Store
+
+P = ParamSpec("P")
+# (call id, write id within the call): names a write that may be sent again (see StoreOp).
+Once = tuple[str, str]
+
+
+class BatchWrite(Generic[P]):
+    """One kind of settle write, with the function that applies it on each store: `memory(store,
+    *args)` on the embedded store (it runs without awaiting, so it is atomic as a Lua script is on
+    Redis) and `redis(store, batch, once, *args)` on Redis, which queues exactly one command on the
+    batch. Calling the write with its arguments makes the op; mypy checks them against both
+    functions. `durable`: losing it costs money or audit trail, so a store configured to wait for
+    replicas waits for batches that carry it."""
+
+    __slots__ = ("durable", "memory", "name", "redis")
+
+    def __init__(self, name: str, *, memory: Callable[Concatenate[Any, P], object],
+                 redis: Callable[Concatenate[Any, Any, Once | None, P], None], durable: bool = False) -> None:
+        self.name = name
+        self.memory = memory
+        self.redis = redis
+        self.durable = durable
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> StoreOp:
+        """This write with these (positional) arguments."""
+        if kwargs:
+            raise TypeError(f"{self.name}: a settle write takes positional arguments only")
+        return StoreOp(self, args)
+
+    def once(self, once: Once, *args: P.args, **kwargs: P.kwargs) -> StoreOp:
+        """This write, applied at most once however often it is sent (see StoreOp.once)."""
+        if kwargs:
+            raise TypeError(f"{self.name}: a settle write takes positional arguments only")
+        return StoreOp(self, args, once)
+
+    def __repr__(self) -> str:
+        return f"BatchWrite({self.name!r})"
 
 
 class StoreOp(NamedTuple):
-    """One queued write: `name` selects the store's implementation, `args` are its arguments.
+    """One queued write: which write it is (what runs it on each store) and its arguments.
 
     `once` (call id, write id within the call) names a write that may be sent again (the accounting
     retry queue): Redis applies it at most once (see store/scripts.py `guarded`); the embedded store
@@ -25,18 +69,18 @@ class StoreOp(NamedTuple):
     A named tuple, not a frozen dataclass: every settle builds a few, and a frozen dataclass sets
     each field through object.__setattr__."""
 
-    name: str
+    write: BatchWrite[Any]
     args: tuple[Any, ...] = ()
-    once: tuple[str, str] | None = None
+    once: Once | None = None
 
 
-class Store(ConversationOps, Protocol):
-    """The shared store's operations, a group per feature (the Responses API's stored conversations
-    are declared with their feature, in gateway/conversations)."""
+class StoreClient(Protocol):
+    """What every store does whatever the features: answer a ping, run a settle batch, close."""
 
     # True when operations complete without suspending (the embedded store): nothing can be cut
     # short by a cancellation, so callers need not shield its writes.
     in_process: bool
+
     @property
     def ordered(self) -> bool:
         """True when a write sent before a later call (in this process) is applied before that call
@@ -56,22 +100,6 @@ class Store(ConversationOps, Protocol):
         ...
 
     async def close(self) -> None: ...
-
-    # --- accounting (gateway/store/accounting.py) ---
-    async def budget_reserve(self, tag: str, counters: Sequence[str], limits: Sequence[int], amount: int,
-                             ttl: int, call: str = "") -> int: ...
-
-    async def budget_read(self, tag: str, counters: Sequence[str]) -> list[int]: ...
-
-    async def spend_read(self, days: Sequence[str]) -> dict[str, dict[str, int]]: ...
-
-    async def usage_read(self, start_ms: int, end_ms: int, count: int) -> list[dict[str, str]]: ...
-    # --- end accounting ---
-
-    async def session_lookup(self, key: str) -> str | None:
-        """The deployment a client session is pinned to (gateway/store/sessions.py)."""
-        ...
-
 
 
 # Words of a store's refusal that sending the same write again cannot change (a counter or an argument

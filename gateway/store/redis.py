@@ -1,24 +1,25 @@
 """The Redis store: shared state for every replica, one round trip per operation.
 
-Batch ops dispatch to `queue_<name>(pipe, *args)` methods that each queue exactly one command (a
-script call goes through `ScriptOps.queue_script`: EVALSHA, see store/scripts.py) on one
-non-transactional pipeline; the whole batch is one round trip. Keys
-carry a `{hash tag}` so multi-key scripts work on Redis Cluster.
+A batch op runs the function its write names for this store (`BatchWrite.redis(store, batch, once,
+*args)`), which queues exactly one command (a script call goes through `ScriptOps.queue_script`:
+EVALSHA, see store/scripts.py) on one non-transactional pipeline; the whole batch is one round trip.
+Keys carry a `{hash tag}` so multi-key scripts work on Redis Cluster.
 
 An op Redis refuses fails alone: its result is the error, the rest of the batch stands. Writes that
 carry an id (`StoreOp.once`: every accounting write) are applied at most once, so a batch that timed out
 at the gateway after Redis applied it can be sent again safely.
 
-With `replica_acks` set, a batch carrying accounting writes ends with `WAIT n` on the same connection:
-Redis replicates asynchronously, so a write the master acknowledged can vanish in a failover; a batch
-whose writes fewer than n replicas confirmed counts as failed, and the accounting retry queue sends it
-again (to the new master, after a failover)."""
+With `replica_acks` set, a batch carrying a durable write (`BatchWrite.durable`: every accounting
+write) ends with `WAIT n` on the same connection: Redis replicates asynchronously, so a write the
+master acknowledged can vanish in a failover; a batch whose writes fewer than n replicas confirmed
+counts as failed, and the accounting retry queue sends it again (to the new master, after a
+failover)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,17 +32,15 @@ from gateway.errors import StoreUnavailableError
 from gateway.ratelimit.store_redis import RedisLimitOps
 from gateway.routing.store_redis import RedisRoutingOps, RedisSessionOps
 from gateway.store import StoreOp
+from gateway.store.protocol import Store
 from gateway.store.resp import RequestBatch, RequestConnection
 from gateway.store.scripts import SOURCES
 from gateway.store.topology import ClusterBatch, aclose_all, async_client, follow_master, is_cluster, request_connection
 
-# The ops whose loss costs money or audit trail; only batches with one of them wait for replicas.
-DURABLE_OPS = frozenset({"usage_append", "spend_add", "budget_adjust", "budget_release"})
-
 
 # The operations live in one mixin per feature, in the feature's package (its store_redis.py).
 class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingOps, RedisSessionOps,
-                 RedisConversationOps):
+                 RedisConversationOps, Store):
     in_process = False
 
     def __init__(self, url: str, *, timeout: float, key_prefix: str, cluster: bool = False,
@@ -66,7 +65,7 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
 
     @property
     def ordered(self) -> bool:
-        """See Store.ordered: every per-request call on the one request connection. Not with
+        """See StoreClient.ordered: every per-request call on the one request connection. Not with
         replica_acks: batches that WAIT for replicas go through redis-py's pool, since WAIT blocks
         its connection and would hold every other request's calls behind it. (Routing statistics
         are read through redis-py; they are eventual by design.)"""
@@ -124,7 +123,8 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
 
     async def _execute(self, ops: Sequence[StoreOp], *, load_scripts: bool = False) -> tuple[list[Any], int | None]:
         """The ops' results and, when the batch had to wait for replicas, how many confirmed it."""
-        durable = self.replica_acks and any(op.name in DURABLE_OPS for op in ops)
+        # (Only batches with a write whose loss costs money or audit trail wait for replicas.)
+        durable = self.replica_acks and any(op.write.durable for op in ops)
         pipe: Any
         if self.request_connection is not None and not durable:
             pipe = RequestBatch(self.request_connection)
@@ -138,11 +138,7 @@ class RedisStore(RedisCacheOps, RedisLimitOps, RedisRoutingOps, RedisAccountingO
                 pipe.script_load(source)
                 loads += 1
         for op in ops:
-            method: Callable[..., None] = getattr(self, f"queue_{op.name}")
-            if op.once is not None:
-                method(pipe, *op.args, once=op.once)  # may be sent again: applied at most once
-            else:
-                method(pipe, *op.args)
+            op.write.redis(self, pipe, op.once, *op.args)  # `once`: may be sent again, applied at most once
         if durable:  # WAIT covers every write sent before it on this connection: the whole pipeline
             pipe.execute_command("WAIT", self.replica_acks, self._wait_ms)
         results: list[Any] = await pipe.execute(raise_on_error=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -23,6 +23,20 @@ T = TypeVar("T")
 RedisClient = aioredis.Redis
 # What a Redis call raises when the store does not answer: refused, disconnected, timed out (an OSError).
 REDIS_FAILURES = (RedisError, OSError)
+
+
+class CommandBatch(Protocol):
+    """The commands a settle write may queue on a batch (the request connection's, or a redis-py
+    pipeline); each write queues exactly one, and RedisStore sends the batch in one round trip."""
+
+    def evalsha(self, sha: str, numkeys: int, *args: Any) -> object: ...
+
+    def eval(self, source: str, numkeys: int, *args: Any) -> object: ...
+
+    def execute_command(self, *args: Any) -> object: ...
+
+    def xadd(self, name: str, fields: dict[str, Any], *, maxlen: int | None = None,
+             approximate: bool = True) -> object: ...
 
 
 def unavailable(error: BaseException) -> StoreUnavailableError:
@@ -99,7 +113,7 @@ class ScriptOps:
             return f"{self.prefix}:{{{slot}{slot_part}}}:once:{call}"
         return f"{self.prefix}:{{once}}:{call}"
 
-    def queue_script(self, pipe: Any, source: str, numkeys: int, *args: Any) -> None:
+    def queue_script(self, pipe: CommandBatch, source: str, numkeys: int, *args: Any) -> None:
         """Queue one script call on a batch pipeline (exactly one command)."""
         if self.cluster:
             pipe.eval(source, numkeys, *args)

@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "ids": 0, "background": 0,
     "store": 1, "httpclient": 1, "auth": 1, "ratelimit": 1, "cache": 1, "accounting": 1, "providers": 1, "upstream": 1,
     "dialects": 1, "conversations": 1,
-    "routing": 2, "routing.observations": 1, "routing.store_memory": 1, "routing.store_redis": 1,
+    "routing": 2, "routing.observations": 1, "routing.store": 1, "routing.store_memory": 1, "routing.store_redis": 1,
     "pipeline": 3, "settlement": 3, "runtime": 3, "stages": 3, "ops": 3,
     "endpoints": 4, "middleware": 4,
     "app": 5, "server": 5, "cli": 5, "__main__": 5, "__init__": 5,

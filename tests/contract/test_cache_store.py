@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from gateway.cache.keys import entry_key, lock_key, purge_pattern
-from gateway.store import StoreOp
+from gateway.cache.store import CACHE_RELEASE, CACHE_STORE
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from tests.contract.stores import discard, on_fakeredis
@@ -61,7 +61,7 @@ async def test_miss_takes_the_lock_once(store: Any) -> None:
 async def test_store_then_hit_and_the_lock_is_released(store: Any) -> None:
     entry, lock = keys(store)
     await store.cache_lookup(entry, lock, "tok-1", 5000)
-    await store.run_batch([StoreOp("cache_store", (entry, lock, "tok-1", b"\x00value\xff", 60_000))])
+    await store.run_batch([CACHE_STORE(entry, lock, "tok-1", b"\x00value\xff", 60_000)])
     assert await store.cache_lookup(entry, lock, "tok-2", 5000) == (b"\x00value\xff", False)
     assert await store.cache_poll(entry, lock) == (b"\x00value\xff", False)
 
@@ -69,13 +69,13 @@ async def test_store_then_hit_and_the_lock_is_released(store: Any) -> None:
 async def test_release_only_drops_the_callers_own_lock(store: Any) -> None:
     entry, lock = keys(store)
     await store.cache_lookup(entry, lock, "tok-1", 5000)
-    await store.run_batch([StoreOp("cache_release", (lock, "someone-else"))])
+    await store.run_batch([CACHE_RELEASE(lock, "someone-else")])
     assert await store.cache_poll(entry, lock) == (None, True)
-    await store.run_batch([StoreOp("cache_release", (lock, "tok-1"))])
+    await store.run_batch([CACHE_RELEASE(lock, "tok-1")])
     assert await store.cache_poll(entry, lock) == (None, False)
     # A store by a request that never held the lock (token "") leaves another's lock in place.
     await store.cache_lookup(entry, lock, "tok-3", 5000)
-    await store.run_batch([StoreOp("cache_store", (entry, lock, "", b"v", 60_000))])
+    await store.run_batch([CACHE_STORE(entry, lock, "", b"v", 60_000)])
     assert await store.cache_poll(entry, lock) == (b"v", True)
 
 
@@ -83,7 +83,7 @@ async def test_purge_by_alias_and_scope(store: Any) -> None:
     # Each entry with its own digest's lock key: one hash tag, one Cluster slot per script call.
     pairs = {(alias, scope): keys(store, f"d-{alias}-{scope}", alias, scope)
              for alias in ("a1", "a2") for scope in ("k1", "t1")}
-    await store.run_batch([StoreOp("cache_store", (key, lock, "", b"v", 60_000)) for key, lock in pairs.values()])
+    await store.run_batch([CACHE_STORE(key, lock, "", b"v", 60_000) for key, lock in pairs.values()])
     assert await store.cache_purge(purge_pattern(store.prefix, "a1", "k1")) == 1
     assert await store.cache_purge(purge_pattern(store.prefix, None, "t1")) == 2
     assert await store.cache_purge(purge_pattern(store.prefix, "a2", None)) == 1
@@ -96,7 +96,7 @@ async def test_entries_and_locks_expire(store: Any) -> None:
     entry, lock = keys(store)
     if isinstance(store, MemoryStore):
         await store.cache_lookup(entry, lock, "tok", 1000)
-        await store.run_batch([StoreOp("cache_store", (entry, "other-lock", "", b"v", 2000))])
+        await store.run_batch([CACHE_STORE(entry, "other-lock", "", b"v", 2000)])
         store.cache_clock.now += 1.5  # type: ignore[attr-defined]
         assert await store.cache_poll(entry, lock) == (b"v", False)
         store.cache_clock.now += 1.0  # type: ignore[attr-defined]
@@ -104,6 +104,6 @@ async def test_entries_and_locks_expire(store: Any) -> None:
         return
     await store.cache_lookup(entry, lock, "tok", 1000)
     other_lock = lock.replace(":lock", ":other-lock")  # same hash tag: one Cluster slot
-    await store.run_batch([StoreOp("cache_store", (entry, other_lock, "", b"v", 2000))])
+    await store.run_batch([CACHE_STORE(entry, other_lock, "", b"v", 2000)])
     assert 0 < await store.client.pttl(entry) <= 2000
     assert 0 < await store.client.pttl(lock) <= 1000

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.ratelimit.core import DAY_MS, WINDOW_MS, Admitted, Refusal, ScopeLimits, day_left_ms
-from gateway.store import StoreOp
+from gateway.ratelimit.store import LIMITS_SETTLE
 from tests.contract.stores import StoreFactory
 
 T0 = 1_700_000_000_000  # an arbitrary start, in ms
@@ -65,11 +65,11 @@ async def test_tpm_reconciles_and_refunds(store_factory: StoreFactory) -> None:
     async with store_factory() as store:
         assert isinstance(await store.rl_reserve(scope, "r1", T0, 900, LEASE_MS), Admitted)
         assert await store.rl_reserve(scope, "r2", T0 + 10, 200, LEASE_MS) == Refusal(0, "tokens", WINDOW_MS - 10)
-        await store.run_batch([StoreOp("rl_settle", (scope, "r1", T0, 900, 150, True))])
+        await store.run_batch([LIMITS_SETTLE(scope, "r1", T0, 900, 150, True)])
         decision = await store.rl_reserve(scope, "r2", T0 + 20, 200, LEASE_MS)
         assert isinstance(decision, Admitted) and decision.states[0].tokens == 350
         # Charging more than reserved counts too.
-        await store.run_batch([StoreOp("rl_settle", (scope, "r2", T0 + 20, 200, 800, True))])
+        await store.run_batch([LIMITS_SETTLE(scope, "r2", T0 + 20, 200, 800, True)])
         assert await store.rl_reserve(scope, "r3", T0 + 30, 100, LEASE_MS) == Refusal(0, "tokens", WINDOW_MS - 30)
         # A request larger than the limit can never fit.
         assert await store.rl_reserve(scope, "r4", T0 + 40, 1001, LEASE_MS) == Refusal(0, "tokens", -1)
@@ -82,7 +82,7 @@ async def test_concurrency_leases_release_and_expire(store_factory: StoreFactory
         assert isinstance(await store.rl_reserve(scope, "r2", T0, 0, LEASE_MS), Admitted)
         refused = await store.rl_reserve(scope, "r3", T0 + 1, 0, LEASE_MS)
         assert isinstance(refused, Refusal) and refused.limit == "concurrency" and refused.retry_after_ms > 0
-        await store.run_batch([StoreOp("rl_settle", (scope, "r1", T0, 0, 0, True))])
+        await store.run_batch([LIMITS_SETTLE(scope, "r1", T0, 0, 0, True)])
         assert isinstance(await store.rl_reserve(scope, "r3", T0 + 2, 0, LEASE_MS), Admitted)
         # r2 and r3 are never released (a crashed replica): their leases expire.
         assert isinstance(await store.rl_reserve(scope, "r4", T0 + 3, 0, LEASE_MS), Refusal)
@@ -98,7 +98,7 @@ async def test_per_day_limits(store_factory: StoreFactory) -> None:
         assert await store.rl_reserve(scope, "r3", start + 2, 1, LEASE_MS) == Refusal(
             0, "requests_per_day", day_left_ms(start + 2))
         assert isinstance(await store.rl_reserve(scope, "r3", start + 10_000, 90, LEASE_MS), Admitted)
-        await store.run_batch([StoreOp("rl_settle", (scope, "r3", start + 10_000, 90, 10, True))])
+        await store.run_batch([LIMITS_SETTLE(scope, "r3", start + 10_000, 90, 10, True)])
         decision = await store.rl_reserve(scope, "r4", start + 10_001, 90, LEASE_MS)
         assert isinstance(decision, Admitted) and decision.states[0].day_tokens == 100
 
@@ -214,14 +214,14 @@ async def _exercise(store_factory: StoreFactory, steps: list[tuple[object, ...]]
             elif open_holds:
                 scopes, rid, at, tokens = open_holds.pop(int(a) % len(open_holds))  # type: ignore[call-overload]
                 actual = int(b)  # type: ignore[call-overload]
-                await store.run_batch([StoreOp("rl_settle", (scopes, rid, at, tokens, actual, True))])
+                await store.run_batch([LIMITS_SETTLE(scopes, rid, at, tokens, actual, True)])
                 ref.settle(scopes, rid, now, at, tokens, actual)
                 if at > now - WINDOW_MS:
                     charged[rid] = actual
             _check_windows(admitted)
         # Settle the rest; after a window every scope is empty again (nothing leaked).
         for scopes, rid, at, tokens in open_holds:
-            await store.run_batch([StoreOp("rl_settle", (scopes, rid, at, tokens, tokens, True))])
+            await store.run_batch([LIMITS_SETTLE(scopes, rid, at, tokens, tokens, True)])
         now += WINDOW_MS
         for i, scope in enumerate(SCOPES):
             probe = ScopeLimits(scope.id, scope.label, rpm=1000, tpm=10_000, max_parallel=100)
@@ -267,7 +267,7 @@ async def test_script_reloaded_after_the_server_forgot_it(store_factory: StoreFa
         assert isinstance(await store.rl_reserve(scope, "r1", T0, 10, LEASE_MS), Admitted)
         await client.script_flush()
         assert isinstance(await store.rl_reserve(scope, "r2", T0 + 1, 10, LEASE_MS), Admitted)
-        await store.run_batch([StoreOp("rl_settle", (scope, "r1", T0, 10, 1, True))])
+        await store.run_batch([LIMITS_SETTLE(scope, "r1", T0, 10, 1, True)])
         decision = await store.rl_reserve(scope, "r3", T0 + 2, 10, LEASE_MS)
         assert isinstance(decision, Admitted) and decision.states[0].tokens == 21
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.routing.observations import RELEASE_PROBE, Observation, apply_observation, empty
-from gateway.store import StoreOp
+from gateway.routing.store import ROUTING_OBSERVE
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from tests.contract.stores import discard, on_fakeredis
@@ -62,7 +62,7 @@ def obs(dep: str, now: float, *, ok: bool = True, lat: float = -1.0, ttft: float
 
 
 async def observe(store: Any, *observations: Observation) -> None:
-    await store.run_batch([StoreOp("routing_observe", (tuple(observations),))])
+    await store.run_batch([ROUTING_OBSERVE(tuple(observations))])
 
 
 async def row(store: Any, dep: str) -> dict[str, float]:

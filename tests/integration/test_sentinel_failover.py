@@ -22,9 +22,9 @@ import pytest
 import redis
 
 from gateway.accounting.retry import RETRY_PER_BATCH, RetryQueue
+from gateway.accounting.store import SPEND_ADD, USAGE_APPEND
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Metrics
-from gateway.store import StoreOp
 from gateway.store.redis import RedisStore
 from tests.support.redis_topologies import MISSING, cli, redis_sentinel, wait_for
 
@@ -41,8 +41,8 @@ async def load(store: RedisStore, retry: RetryQueue, ids: list[str], stop: async
         rid = f"w{writer}-{n}"
         n += 1
         ids.append(rid)
-        group = (StoreOp("usage_append", ({"request_id": rid, "alias": "demo"}, 1_000_000), (rid, "u0")),
-                 StoreOp("spend_add", ("2026-01-01", 3600, ("key|app",), (("requests", 1),)), (rid, "s0")))
+        group = (USAGE_APPEND.once((rid, "u0"), {"request_id": rid, "alias": "demo"}, 1_000_000),
+                 SPEND_ADD.once((rid, "s0"), "2026-01-01", 3600, ("key|app",), (("requests", 1),)))
         groups = [*retry.take(RETRY_PER_BATCH), group]
         try:
             await store.run_batch([op for g in groups for op in g])

@@ -26,7 +26,7 @@ from gateway.pipeline import Pipeline
 from gateway.providers.base import ParsedResponse
 from gateway.runtime import Runtime, Services
 from gateway.settlement import Timing, settle_timing
-from gateway.store import StoreOp
+from gateway.store import BatchWrite, StoreOp
 from gateway.tokens import TokenCounter
 from gateway.upstream import UpstreamPool
 
@@ -73,6 +73,10 @@ class FakeStore:
         return [None for _ in ops]
 
 
+# The probe stage's settle write; the fake store records the batch and applies nothing.
+PROBE_WRITE = BatchWrite("probe", memory=lambda store: None, redis=lambda store, batch, once: None)
+
+
 class Stage:
     """Writes one op at settle; sets the context's settle flags when it admits."""
 
@@ -88,7 +92,7 @@ class Stage:
 
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
         self.settled.append(error)
-        return (StoreOp("probe"),)
+        return (PROBE_WRITE(),)
 
     def settle_failed(self, ctx: RequestContext, ops: Sequence[StoreOp], error: Exception) -> None:
         raise AssertionError("the fake store never fails")

@@ -16,6 +16,7 @@ from gateway.accounting.estimate import text_of_body, text_of_sse
 from gateway.accounting.prices import UnitPrice
 from gateway.accounting.retry import RetryQueue
 from gateway.accounting.stage import AccountingStage, add_usage_fields, spend_dims, spend_metrics
+from gateway.accounting.store import BUDGET_ADJUST, BUDGET_RELEASE, SPEND_ADD, USAGE_APPEND
 from gateway.config import AuthConfig, Price
 from gateway.context import JSONReply, Principal, RequestContext, Usage
 from gateway.errors import BudgetExceededError, StoreUnavailableError
@@ -73,7 +74,7 @@ def test_settle_writes_spend_and_the_log_and_sets_the_header() -> None:
     ctx = called(make_ctx(), Usage(prompt_tokens=9, completion_tokens=3))
     reply = JSONReply(200, b"{}", ctx.response_headers)
     ops = stage.settle(ctx, reply, None)
-    assert [op.name for op in ops] == ["spend_add", "usage_append"]
+    assert [op.write for op in ops] == [SPEND_ADD, USAGE_APPEND]
     assert reply.headers["x-gateway-cost-usd"] == "0.000053"
     day, _ttl, dims, metrics = ops[0].args
     assert day == "20261122"
@@ -133,7 +134,7 @@ async def test_budget_released_when_no_call_was_made() -> None:
     ctx = make_ctx()
     await stage.admit(ctx)
     ops = stage.settle(ctx, None, None)  # e.g. a later stage refused the call
-    assert [op.name for op in ops] == ["budget_adjust"]
+    assert [op.write for op in ops] == [BUDGET_ADJUST]
     await store.run_batch(ops)
     assert await store.budget_read("team:search", ("key:app:20261122",)) == [0]
 
@@ -142,7 +143,7 @@ async def test_exhausted_budget_is_a_429_insufficient_quota() -> None:
     metrics = Metrics()
     store = MemoryStore()
     stage = make_stage(store, metrics=metrics)
-    await store.run_batch([StoreOp("budget_adjust", ("team:search", ("key:app:20261122",), 1000, 60))])
+    await store.run_batch([BUDGET_ADJUST("team:search", ("key:app:20261122",), 1000, 60)])
     with pytest.raises(BudgetExceededError) as refused:
         await stage.admit(make_ctx())
     assert refused.value.http_status == 429
@@ -160,14 +161,14 @@ async def test_budget_store_failure_follows_the_policy() -> None:
     await make_stage(DownStore()).admit(ctx)  # fail open: admitted, the real cost is still reconciled
     ops = make_stage(DownStore()).settle(called(ctx, Usage(prompt_tokens=9, completion_tokens=3)), None, None)
     # the reserve timed out: whether the store applied it is unknown, so it is released if it was
-    assert [op.name for op in ops] == ["spend_add", "usage_append", "budget_release", "budget_adjust"]
+    assert [op.write for op in ops] == [SPEND_ADD, USAGE_APPEND, BUDGET_RELEASE, BUDGET_ADJUST]
     assert ops[3].args[2] == 53
     assert len({op.once for op in ops}) == 4 and len({op.once[0] for op in ops if op.once}) == 1
     refused = make_stage(DownStore(), fail_closed=True)
     with pytest.raises(StoreUnavailableError):
         await refused.admit(make_ctx())
     # refused, so never settled: the release waits in the retry queue instead
-    assert [op.name for group in refused.retry.take(10) for op in group] == ["budget_release"]
+    assert [op.write for group in refused.retry.take(10) for op in group] == [BUDGET_RELEASE]
 
 
 async def test_failed_writes_are_retried_then_logged_as_lost(caplog: pytest.LogCaptureFixture) -> None:
@@ -188,7 +189,7 @@ async def test_failed_writes_are_retried_then_logged_as_lost(caplog: pytest.LogC
     assert len(lost) == 1 and lost[0].fields["record"]["request_id"] == "r0"  # type: ignore[attr-defined]
     # a later settle carries only its own call's writes: the queue is sent on its own
     ctx = called(make_ctx(), Usage(prompt_tokens=5, completion_tokens=1))
-    assert [op.args[0]["request_id"] for op in stage.settle(ctx, None, None) if op.name == "usage_append"] == ["r1"]
+    assert [op.args[0]["request_id"] for op in stage.settle(ctx, None, None) if op.write is USAGE_APPEND] == ["r1"]
     store = MemoryStore()
     assert await stage.retry.send(store) and len(stage.retry) == 0
     assert sorted(r["request_id"] for r in await store.usage_read(0, 2**62, 10)) == ["r1", "r2"]
@@ -263,14 +264,14 @@ async def test_a_cancelled_hedge_is_charged_for_its_prompt() -> None:
     called(ctx, Usage(prompt_tokens=9, completion_tokens=3), "up/free")
     ctx.cancelled_attempts.append("up/gpt")
     ops = stage.settle(ctx, None, None)
-    records = [op.args[0] for op in ops if op.name == "usage_append"]
+    records = [op.args[0] for op in ops if op.write is USAGE_APPEND]
     assert [(r["deployment"], r["hedge"], r["status"]) for r in records] == [("up/free", "0", "200"),
                                                                              ("up/gpt", "1", "499")]
     hedge = records[1]
     prompt = int(hedge["prompt_tokens"])
     assert prompt > 0 and hedge["completion_tokens"] == "0" and hedge["estimated"] == "1"
     assert int(hedge["cost_micro_usd"]) == (prompt * 2_500_000 + 500_000) // 1_000_000
-    hedge_spend = [op.args[3] for op in ops if op.name == "spend_add"][1]
+    hedge_spend = [op.args[3] for op in ops if op.write is SPEND_ADD][1]
     assert hedge_spend[0] == ("hedges", 1)
     await store.run_batch(ops)
     # the budget counts what the hedge cost (the answering deployment has no price: nothing more)

@@ -30,7 +30,7 @@ def test_the_accounted_bytes_match_the_entries_and_the_bound(ops: list[tuple[str
     async def run() -> None:
         for op, key, size in ops:
             if op == "store":
-                store.op_cache_store(f"k{key}", f"l{key}", "", b"x" * size, 5000)
+                store.apply_cache_store(f"k{key}", f"l{key}", "", b"x" * size, 5000)
             elif op == "get":
                 await store.cache_lookup(f"k{key}", f"l{key}", "", 1000)
             elif op == "purge":
@@ -50,9 +50,9 @@ def test_a_hit_protects_an_entry_from_eviction() -> None:
 
     async def run() -> None:
         for key in ("k0", "k1", "k2"):
-            store.op_cache_store(key, "", "", b"x" * 100, 60_000)
+            store.apply_cache_store(key, "", "", b"x" * 100, 60_000)
         assert (await store.cache_lookup("k0", "", "", 0))[0] is not None
-        store.op_cache_store("k3", "", "", b"x" * 100, 60_000)
+        store.apply_cache_store("k3", "", "", b"x" * 100, 60_000)
         assert list(held(store)) == ["k2", "k0", "k3"]
 
     asyncio.run(run())
@@ -61,6 +61,6 @@ def test_a_hit_protects_an_entry_from_eviction() -> None:
 def test_an_entry_larger_than_the_bound_is_not_kept() -> None:
     store = MemoryStore()
     store.cache_max_bytes = 1000
-    store.op_cache_store("small", "", "", b"x" * 10, 60_000)
-    store.op_cache_store("huge", "", "", b"x" * 5000, 60_000)
+    store.apply_cache_store("small", "", "", b"x" * 10, 60_000)
+    store.apply_cache_store("huge", "", "", b"x" * 5000, 60_000)
     assert list(held(store)) == ["small"]

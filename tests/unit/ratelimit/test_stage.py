@@ -17,6 +17,7 @@ from gateway.errors import RateLimitError, StoreUnavailableError
 from gateway.metrics import Metrics
 from gateway.ratelimit.core import Admitted, ScopeLimits, ScopeState
 from gateway.ratelimit.stage import FailureReporter, RateLimiter, RateLimitStage, duration, set_headers
+from gateway.ratelimit.store import LIMITS_SETTLE
 from gateway.schemas import Operation
 from gateway.store.memory import MemoryStore
 from gateway.tokens import TokenCounter
@@ -114,7 +115,7 @@ async def test_settle_reconciles_with_usage_and_releases() -> None:
     reserved = c.ratelimit.admit.tokens
     c.usage = Usage(prompt_tokens=3, completion_tokens=4)
     ops = stage.settle(c, None, None)
-    assert [(op.name, op.args[3:]) for op in ops] == [("rl_settle", (reserved, 7, True))]
+    assert [(op.write, op.args[3:]) for op in ops] == [(LIMITS_SETTLE, (reserved, 7, True))]
     await store.run_batch(ops)
     c2 = ctx({"model": "m", "messages": [], "max_tokens": 1})
     await stage.admit(c2)

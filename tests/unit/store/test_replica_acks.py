@@ -10,6 +10,8 @@ from uuid import uuid4
 
 import pytest
 
+from gateway.accounting.store import BUDGET_ADJUST, SPEND_ADD, USAGE_APPEND
+from gateway.cache.store import CACHE_RELEASE
 from gateway.errors import StoreUnavailableError
 from gateway.store import StoreOp
 from gateway.store.redis import RedisStore
@@ -35,9 +37,9 @@ async def store() -> AsyncIterator[RedisStore]:
 
 
 def writes(call: str, n: int) -> list[StoreOp]:
-    return [StoreOp("usage_append", ({"request_id": f"r{n}", "ts": "1"}, 1000), (call, f"u{n}")),
-            StoreOp("spend_add", ("2026-01-01", 3600, ("key|app",), (("requests", 1),)), (call, f"s{n}")),
-            StoreOp("budget_adjust", ("key:app", ("day",), 5, 3600), (call, "b"))]
+    return [USAGE_APPEND.once((call, f"u{n}"), {"request_id": f"r{n}", "ts": "1"}, 1000),
+            SPEND_ADD.once((call, f"s{n}"), "2026-01-01", 3600, ("key|app",), (("requests", 1),)),
+            BUDGET_ADJUST.once((call, "b"), "key:app", ("day",), 5, 3600)]
 
 
 async def test_unconfirmed_writes_fail_the_batch_and_apply_once_however_often_sent(store: RedisStore) -> None:
@@ -53,11 +55,11 @@ async def test_unconfirmed_writes_fail_the_batch_and_apply_once_however_often_se
 
 
 async def test_batches_without_accounting_writes_do_not_wait(store: RedisStore) -> None:
-    assert await store.run_batch([StoreOp("cache_release", (f"{store.prefix}:lock", "token"))]) == [0]
+    assert await store.run_batch([CACHE_RELEASE(f"{store.prefix}:lock", "token")]) == [0]
 
 
 async def test_writes_without_an_id_are_applied_each_time(store: RedisStore) -> None:
-    op = StoreOp("spend_add", ("2026-01-01", 3600, ("key|app",), (("requests", 1),)))
+    op = SPEND_ADD("2026-01-01", 3600, ("key|app",), (("requests", 1),))
     for _ in range(2):
         with pytest.raises(StoreUnavailableError):
             await store.run_batch([op])
