@@ -316,6 +316,7 @@ def uvloop_accepting() -> asyncio.AbstractEventLoop:
                 self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: Any = None, port: Any = None,
                 *, sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
                 **options: Any) -> asyncio.AbstractServer:
+            # (Any where asyncio's overloads take what they take: anything but a plain socket goes on.)
             if sock is None or ssl is not None or options:
                 return await super().create_server(protocol_factory, host, port, sock=sock, backlog=backlog,
                                                    ssl=ssl, **options)
