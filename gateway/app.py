@@ -72,9 +72,10 @@ def build_runtime(config: GatewayConfig, services: Services) -> Runtime:
     responses = config.responses
     conversations = Conversations(services.store, ttl=responses.ttl, max_response_bytes=responses.max_response_bytes,
                                   max_chain=responses.max_chain, max_history_bytes=responses.max_history_bytes)
-    # Shedding first: a refused call costs nothing more.
-    stages: list[Stage] = [SheddingStage(config, services.in_flight, services.metrics),
-                           ConversationStage(conversations), RateLimitStage(limiter)]
+    # Shedding first: a refused call costs nothing more (and without a bound, no call needs it).
+    shedding = SheddingStage(config, services.in_flight, services.metrics)
+    stages: list[Stage] = [shedding] if shedding.bounded else []
+    stages += [ConversationStage(conversations), RateLimitStage(limiter)]
     # --- end rate limits ---
     # --- accounting --- (before the cache: it reserves budgets, and sees a cache hit)
     retry = services.retry

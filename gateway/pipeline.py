@@ -60,6 +60,9 @@ class Stage(Protocol):
     """A pipeline slot (rate limits, budgets, cache, accounting)."""
 
     name: str
+    # The client dialects whose calls go through this stage; None: every call. A call of any other
+    # dialect does not see the stage at all (it costs that call nothing).
+    dialects: frozenset[str] | None
 
     async def admit(self, ctx: RequestContext) -> Reply | None:
         """Before routing: raise a GatewayError to reject, return a Reply to answer without an
@@ -89,8 +92,17 @@ class Pipeline:
         self.router = router
         self.metrics = metrics
         self.stages = stages
+        # Each dialect's calls go through the stages that take them, in the pipeline's order.
+        self._stages_by_dialect: dict[str, tuple[Stage, ...]] = {}
         self.stream_usage_hook = stream_usage_hook
         self.settler = Settler(store, metrics, self._observe)
+
+    def stages_for(self, dialect_name: str) -> tuple[Stage, ...]:
+        found = self._stages_by_dialect.get(dialect_name)
+        if found is None:
+            found = self._stages_by_dialect[dialect_name] = tuple(
+                stage for stage in self.stages if stage.dialects is None or dialect_name in stage.dialects)
+        return found
 
     async def handle(self, ctx: RequestContext, *, authenticated: bool = False) -> Reply:
         """`authenticated`: the endpoint has put the caller in `ctx.principal` already."""
@@ -106,7 +118,7 @@ class Pipeline:
         reply: Reply | None = None
         routed = False
         try:
-            for stage in self.stages:
+            for stage in self.stages_for(ctx.dialect):
                 reply = await stage.admit(ctx)
                 settlement.stages.append(stage)
                 if reply is not None:

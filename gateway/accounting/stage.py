@@ -46,6 +46,7 @@ class _State:
 
 class AccountingStage:
     name = "accounting"
+    dialects: frozenset[str] | None = None
 
     def __init__(self, *, prices: dict[str, UnitPrice | None], reserve_prices: dict[str, UnitPrice | None],
                  budgets: BudgetPlan, store: AccountingStore, tokens: TokenCounter, metrics: Metrics, retry: RetryQueue,

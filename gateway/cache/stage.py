@@ -56,6 +56,7 @@ async def _nothing() -> AsyncGenerator[bytes, None]:
 
 class CacheStage:
     name = "cache"
+    dialects: frozenset[str] | None = None
 
     def __init__(self, store: CacheStore, metrics: Metrics, config: GatewayConfig,
                  clock: Callable[[], float] = time.time) -> None:

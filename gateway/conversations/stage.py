@@ -35,13 +35,14 @@ def owner_of(principal: Principal) -> str:
 
 class ConversationStage:
     name = "conversations"
+    dialects: frozenset[str] | None = frozenset({"responses"})
 
     def __init__(self, conversations: Conversations) -> None:
         self.conversations = conversations
 
     async def admit(self, ctx: RequestContext) -> Reply | None:
         native = ctx.native
-        if ctx.dialect != "responses" or native is None:
+        if native is None:
             return None
         body = native.body
         owner = owner_of(ctx.principal)

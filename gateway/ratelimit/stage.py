@@ -228,6 +228,7 @@ class RateLimiter:
 
 class RateLimitStage:
     name = "ratelimit"
+    dialects: frozenset[str] | None = None
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter

@@ -22,6 +22,7 @@ log = get_logger("routing")
 
 class RoutingStage:
     name = "routing"
+    dialects: frozenset[str] | None = None
 
     def __init__(self, table: RouteTable, stats: RoutingStats, sessions: SessionStore | None = None) -> None:
         self.table = table

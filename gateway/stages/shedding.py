@@ -2,7 +2,11 @@
 (`models.<alias>.max_in_flight`). Past it a call is refused at once with 503 and `Retry-After` in the
 client's dialect, so a load balancer or the client's own retry takes it elsewhere instead of every
 client queueing on a saturated core. A call is in flight from its admission until its answer or
-stream has ended (its settle, or the annotate that precedes a deferred settle)."""
+stream has ended (its settle, or the annotate that precedes a deferred settle).
+
+Only calls that a bound applies to are counted: with no bound configured the stage is not in the
+pipeline at all (see `bounded`), and with per-alias bounds alone a call to another alias passes
+uncounted. So a reload that sets a bound counts the calls admitted from then on."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class InFlight:
 
 class SheddingStage:
     name = "shedding"
+    dialects: frozenset[str] | None = None
 
     def __init__(self, config: GatewayConfig, counts: InFlight, metrics: Metrics) -> None:
         self.worker_bound = config.server.max_in_flight
@@ -36,10 +41,17 @@ class SheddingStage:
         self.counts = counts
         self.metrics = metrics
 
+    @property
+    def bounded(self) -> bool:
+        """Whether any bound is configured (else no call needs this stage)."""
+        return self.worker_bound is not None or bool(self.alias_bounds)
+
     async def admit(self, ctx: RequestContext) -> None:
-        counts = self.counts
         alias = ctx.alias
         alias_bound = self.alias_bounds.get(alias)
+        if alias_bound is None and self.worker_bound is None:
+            return None
+        counts = self.counts
         in_alias = counts.by_alias.get(alias, 0)
         if self.worker_bound is not None and counts.total >= self.worker_bound:
             self._refuse("worker", alias, f"The gateway is at its bound of {self.worker_bound} calls in flight")

@@ -81,6 +81,7 @@ class Stage:
     """Writes one op at settle; sets the context's settle flags when it admits."""
 
     name = "probe"
+    dialects = None
 
     def __init__(self, log: Log, *, holds: bool) -> None:
         self.log, self.holds = log, holds
