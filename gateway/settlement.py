@@ -81,14 +81,18 @@ class Settler:
 
     async def write(self, settlement: Settlement, *, shield: bool) -> None:
         """Every admitted stage's writes, sent to the store in one round trip, then the metrics."""
-        ctx = settlement.ctx
-        batches: list[tuple[SettlingStage, Sequence[StoreOp]]] = []
+        ctx, reply, error = settlement.ctx, settlement.reply, settlement.error
+        batches: list[tuple[SettlingStage, Sequence[StoreOp]]] = []  # the stages that write, with their ops
+        ops: list[StoreOp] = []
         for stage in settlement.stages:
             try:
-                batches.append((stage, stage.settle(ctx, settlement.reply, settlement.error)))
+                stage_ops = stage.settle(ctx, reply, error)
             except Exception:  # settle must never fail a request that already has its answer
                 log.exception("settle failed", extra={"fields": {"request_id": ctx.request_id, "stage": stage.name}})
-        ops = [op for _, stage_ops in batches for op in stage_ops]
+                continue
+            if stage_ops:
+                batches.append((stage, stage_ops))
+                ops.extend(stage_ops)
         if not ops:
             self.observe(ctx)
         elif not shield or self.store.in_process:
@@ -183,7 +187,9 @@ class Settlement:
         before its answer was known."""
         if self.timing is None:
             self.decide(self.reply, self.error, stream=False)
-        await self.run(shield=True)
+        if not self.done:  # (run's own check: one coroutine less on every call)
+            self.done = True
+            await self.settler.write(self, shield=True)
 
     def _annotate(self, reply: Reply | None) -> None:
         answer = reply if isinstance(reply, JSONReply) else None

@@ -42,6 +42,8 @@ class _State:
     hold: BudgetHold | None = None
     # Names this call's writes (and its budget reservation) so the store applies each at most once.
     call: str = ""
+    # (usage, cost, saved) as annotate priced the call for an answer that left before its settle.
+    priced: tuple[Usage, int | None, int] | None = None
 
 
 class AccountingStage:
@@ -122,13 +124,12 @@ class AccountingStage:
 
     # settle ------------------------------------------------------------------------------------
     def settle(self, ctx: RequestContext, reply: Reply | None, error: GatewayError | None) -> Sequence[StoreOp]:
-        state = ctx.accounting if isinstance(ctx.accounting, _State) else _State()
+        state = _state(ctx)
         if not state.call:
             state.call = _write_id()  # not the request id: clients may send the same one twice
-        ctx.accounting = state
         hold = state.hold
         if ctx.attempts > 0 or ctx.cache_hit:
-            return self._account(ctx, reply, state.call)
+            return self._account(ctx, reply, state)
         if hold is None:
             return ()
         if hold.uncertain:
@@ -142,18 +143,18 @@ class AccountingStage:
 
     def annotate(self, ctx: RequestContext, reply: JSONReply | None, error: GatewayError | None) -> None:
         """For an answer whose settle comes later (the pipeline calls this first): a JSON answer's
-        cost header, and the call's cost for the access log (written before that settle)."""
-        if not (ctx.attempts > 0 or ctx.cache_hit):
+        cost header, and the call's cost for the access log (written before that settle). The
+        settle bills the call at the price found here."""
+        if not (ctx.attempts > 0 or ctx.cache_hit) or (reply is not None and reply.status != 200):
             return
-        if reply is None:  # a stream that ended
-            ctx.cost_micro_usd = self._priced(ctx, None)[1]
-        elif reply.status == 200:
-            cost = ctx.cost_micro_usd = self._priced(ctx, reply)[1]
-            reply.headers[COST_HEADER] = format_usd(cost)
+        priced = _state(ctx).priced = self._priced(ctx, reply)  # (reply None: a stream that ended)
+        ctx.cost_micro_usd = priced[1]
+        if reply is not None:
+            reply.headers[COST_HEADER] = format_usd(priced[1])
 
     def _priced(self, ctx: RequestContext, reply: Reply | None) -> tuple[Usage, int | None, int]:
-        """(usage, cost, saved) of the call, in micro-USD. Called twice for one answer it gives the
-        same: an estimated usage is kept in ctx.usage (and counted) the first time."""
+        """(usage, cost, saved) of the call, in micro-USD. An estimated usage is kept in ctx.usage (and
+        counted)."""
         usage = self._usage(ctx, reply)
         deployment = ctx.deployment or ""
         price = self.prices.get(deployment) if deployment else self.reserve_prices.get(ctx.alias)
@@ -161,11 +162,15 @@ class AccountingStage:
             return usage, 0, price.cost_micro(usage) if price is not None else 0
         return usage, price.cost_micro(usage) if price is not None else None, 0
 
-    def _account(self, ctx: RequestContext, reply: Reply | None, call: str) -> list[StoreOp]:
-        usage, cost, saved = self._priced(ctx, reply)
+    def _account(self, ctx: RequestContext, reply: Reply | None, state: _State) -> list[StoreOp]:
+        call = state.call
+        if state.priced is not None:  # annotated: the answer has left with its cost
+            usage, cost, saved = state.priced
+        else:
+            usage, cost, saved = self._priced(ctx, reply)
+            if isinstance(reply, JSONReply) and reply.status == 200:
+                reply.headers[COST_HEADER] = format_usd(cost)
         deployment = ctx.deployment or ""
-        if isinstance(reply, JSONReply) and reply.status == 200:
-            reply.headers[COST_HEADER] = format_usd(cost)
         self._observe(ctx, usage, cost, saved)
         ctx.cost_micro_usd = cost  # --- observability ---
         now = self.clock()
@@ -184,7 +189,7 @@ class AccountingStage:
             ops += self._writes(call, day, self._record(ctx, now, loser, 499, hedge_usage, hedge_cost, 0, latency_ms,
                                                   hedge=True), n)
             total += hedge_cost or 0
-        hold = ctx.accounting.hold if isinstance(ctx.accounting, _State) else None
+        hold = state.hold
         if hold is not None:
             if hold.uncertain:
                 ops.append(_release(call, hold))
@@ -274,6 +279,14 @@ class AccountingStage:
         price = self.prices.get(ctx.deployment or "")
         cost = price.cost_micro(usage) / 1_000_000 if price is not None else None
         return add_usage_fields(out, {"cost": cost})
+
+
+def _state(ctx: RequestContext) -> _State:
+    """The call's accounting state (made here for a call that reserved no budget)."""
+    state = ctx.accounting
+    if not isinstance(state, _State):
+        state = ctx.accounting = _State()
+    return state
 
 
 def add_usage_fields(out: bytes, extra: dict[str, Any]) -> bytes:
