@@ -61,9 +61,8 @@ class OpenAIAdapter:
         # gateway's own `thinking_blocks` (signed reasoning other providers need back).
         upstream = {**body, "model": model}
         messages = body.get("messages")
-        if isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages):
-            upstream["messages"] = [{k: v for k, v in m.items() if k != "thinking_blocks"}
-                                    if isinstance(m, dict) else m for m in messages]
+        if isinstance(messages, list) and (stripped := _without_thinking_blocks(messages)) is not None:
+            upstream["messages"] = stripped
         if stream and operation is not Operation.EMBEDDINGS:
             options = body.get("stream_options")
             upstream["stream_options"] = {**options, "include_usage": True} if isinstance(
@@ -216,6 +215,16 @@ class OpenAIStream:
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = reason
+
+
+def _without_thinking_blocks(messages: list[Any]) -> list[Any] | None:
+    """The messages without the gateway's `thinking_blocks`; None when no message carries them (a
+    loop, not any() over a generator: this runs on every call, over every message)."""
+    for message in messages:
+        if isinstance(message, dict) and "thinking_blocks" in message:
+            return [{k: v for k, v in m.items() if k != "thinking_blocks"} if isinstance(m, dict) else m
+                    for m in messages]
+    return None
 
 
 def is_error_event(payload: bytes) -> bool:

@@ -30,6 +30,9 @@ class RoutingStage:
         self.sessions = sessions
         # alias → every deployment its requests may reach (fallbacks and context-window fallbacks).
         self.chains: dict[str, tuple[str, ...]] = {alias: self._chain(alias) for alias in table.routes}
+        # The aliases whose calls look up their session's pin.
+        self.sticky = frozenset(alias for alias, route in table.routes.items()
+                                if route.config.sticky_sessions) if sessions is not None else frozenset()
         self._last_log = 0.0
 
     def _chain(self, alias: str) -> tuple[str, ...]:
@@ -48,8 +51,7 @@ class RoutingStage:
         ids = self.chains.get(ctx.alias)
         if ids:
             await self.stats.refresh(ctx.alias, ids)
-        route = self.table.get(ctx.alias)
-        if route is not None and route.config.sticky_sessions and self.sessions is not None:
+        if ctx.alias in self.sticky and self.sessions is not None:
             await self._find_pin(ctx, self.sessions)
         return None
 

@@ -176,7 +176,10 @@ def _check_combinations(body: dict[str, Any]) -> None:
             raise InvalidRequestError(f"Missing required parameter: 'tools[{i}].function'.",
                                       code="missing_required_parameter", param=f"tools[{i}].function")
     for i, message in enumerate(body.get("messages") or ()):
-        for j, call in enumerate(message.get("tool_calls") or ()):
+        calls = message.get("tool_calls")
+        if not calls:  # most messages: no loop to set up
+            continue
+        for j, call in enumerate(calls):
             if call.get("type", "function") == "function" and call.get("function") is None:
                 param = f"messages[{i}].tool_calls[{j}].function"
                 raise InvalidRequestError(f"Missing required parameter: '{param}'.",
