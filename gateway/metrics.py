@@ -149,6 +149,48 @@ class TallyCollector(Collector):
                 yield family
 
 
+class CallSeries:
+    """The series a finished call of one alias, deployment and stream flag updates (see
+    Metrics.call_series). Each is looked up through `Metrics.child` the first time a call uses it
+    (which creates it, as before) and kept in its slot: a call then reaches every one with one
+    lookup, where `child` builds and hashes a label tuple per series. `__getattr__` runs only for
+    a slot not filled yet."""
+
+    __slots__ = ("_alias", "_deployment", "_metrics", "_stream", "completion_tokens", "duration", "inter_token",
+                 "overhead", "prompt_tokens", "ttft", "upstream")
+
+    duration: Any  # gateway_request_duration_seconds
+    overhead: Any  # gateway_overhead_seconds
+    ttft: Any  # gateway_time_to_first_token_seconds
+    prompt_tokens: Any  # gateway_tokens, direction prompt
+    completion_tokens: Any  # gateway_tokens, direction completion
+    upstream: Any  # gateway_upstream_duration_seconds
+    inter_token: Any  # gateway_inter_token_latency_seconds
+
+    def __init__(self, metrics: Metrics, alias: str, deployment: str, stream: bool) -> None:
+        self._metrics = metrics
+        self._alias = alias
+        self._deployment = deployment
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        m, alias, deployment = self._metrics, self._alias, self._deployment
+        where: dict[str, tuple[Any, ...]] = {
+            "duration": (m.request_seconds, alias, "true" if self._stream else "false"),
+            "overhead": (m.overhead_seconds, alias),
+            "ttft": (m.ttft_seconds, alias, deployment),
+            "prompt_tokens": (m.tokens, alias, deployment, "prompt"),
+            "completion_tokens": (m.tokens, alias, deployment, "completion"),
+            "upstream": (m.upstream_seconds, alias, deployment),
+            "inter_token": (m.inter_token_seconds, alias, deployment),
+        }
+        if name not in where:
+            raise AttributeError(name)
+        series = m.child(*where[name])
+        setattr(self, name, series)
+        return series
+
+
 # Why the server refused or cut a client connection (gateway_connections_refused_total's `reason`).
 REFUSAL_REASONS = ("max_connections", "headers_too_large", "header_timeout", "body_timeout", "bad_request")
 
@@ -160,6 +202,7 @@ class Metrics:
         # What `child` gives the request path, per (metric, *label values): tallies, or with several
         # workers the prometheus_client children.
         self.updaters: dict[tuple[object, ...], Any] = {}
+        self._call_series: dict[tuple[str, str, bool], CallSeries] = {}
         # Several workers: another process reads this one's files whenever it is scraped (see above).
         self._tallied = not multiprocess_mode()
         self.requests = Counter("gateway_requests", "Requests answered, by alias, deployment and status class",
@@ -308,6 +351,14 @@ class Metrics:
         if found is None:
             series = metric.labels(*labels) if labels else metric
             found = self.updaters[key] = self._tally(metric, series, labels) if self._tallied else series
+        return found
+
+    def call_series(self, alias: str, deployment: str, stream: bool) -> CallSeries:
+        """The series a finished call updates (aliases and deployments come from the config)."""
+        key = (alias, deployment, stream)
+        found = self._call_series.get(key)
+        if found is None:
+            found = self._call_series[key] = CallSeries(self, alias, deployment, stream)
         return found
 
     @staticmethod

@@ -25,7 +25,7 @@ from gateway.context import JSONReply, Reply, RequestContext, StreamReply, Usage
 from gateway.dialects import StreamEncoder, dialect
 from gateway.errors import GatewayError, InternalError, StreamCutError
 from gateway.logs import get_logger
-from gateway.metrics import Metrics
+from gateway.metrics import CallSeries, Metrics
 from gateway.routing.router import OpenStream, Router
 from gateway.schemas import Operation
 from gateway.settlement import Settlement, Settler, Timing
@@ -249,35 +249,34 @@ class Pipeline:
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
         now = ctx.finished_at or time.perf_counter()  # a settle that waited (see handle) ended the call earlier
-        m.count_request(ctx.alias, ctx.provider or "", ctx.deployment or "", ctx.status, ctx.dialect)
-        m.child(m.request_seconds, ctx.alias, "true" if ctx.stream else "false").observe(now - ctx.started)
+        deployment = ctx.deployment or ""
+        m.count_request(ctx.alias, ctx.provider or "", deployment, ctx.status, ctx.dialect)
+        series = m.call_series(ctx.alias, deployment, ctx.stream)
+        series.duration.observe(now - ctx.started)
         if ctx.first_byte_at is not None:
-            m.child(m.ttft_seconds, ctx.alias, ctx.deployment or "").observe(ctx.first_byte_at - ctx.started)
-            m.child(m.overhead_seconds, ctx.alias).observe(
-                max(0.0, ctx.first_byte_at - ctx.started - ctx.upstream_seconds))
+            series.ttft.observe(ctx.first_byte_at - ctx.started)
+            series.overhead.observe(max(0.0, ctx.first_byte_at - ctx.started - ctx.upstream_seconds))
         elif ctx.status < 400:
-            m.child(m.overhead_seconds, ctx.alias).observe(ctx.overhead_ms(now) / 1000)
+            series.overhead.observe(ctx.overhead_ms(now) / 1000)
         usage = ctx.usage
-        if usage is not None and ctx.deployment:
-            m.child(m.tokens, ctx.alias, ctx.deployment, "prompt").inc(usage.prompt_tokens)
-            m.child(m.tokens, ctx.alias, ctx.deployment, "completion").inc(usage.completion_tokens)
+        if usage is not None and deployment:
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
         if ctx.attempts and not ctx.cache_hit:  # --- observability ---
-            observe_upstream(m, ctx, now)
+            observe_upstream(m, series, ctx, now)
 
 
 # --- observability ---
-def observe_upstream(m: Metrics, ctx: RequestContext, now: float) -> None:
+def observe_upstream(m: Metrics, series: CallSeries, ctx: RequestContext, now: float) -> None:
     """Upstream wait, inter-token latency (streams) and the caller's team tokens."""
-    deployment = ctx.deployment or ""
     upstream = ctx.upstream_seconds
     usage = ctx.usage
     first = ctx.first_byte_at
     if first is not None:
         upstream += now - first  # a stream waits on its upstream until its end
         if usage is not None and usage.completion_tokens > 1:
-            m.child(m.inter_token_seconds, ctx.alias, deployment).observe(
-                (now - first) / (usage.completion_tokens - 1))
-    m.child(m.upstream_seconds, ctx.alias, deployment).observe(upstream)
+            series.inter_token.observe((now - first) / (usage.completion_tokens - 1))
+    series.upstream.observe(upstream)
     if usage is not None:
         team, key = m.principal_labels(ctx.principal.name, ctx.principal.team)
         m.child(m.team_tokens, team, key, "prompt").inc(usage.prompt_tokens)
