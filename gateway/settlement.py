@@ -72,6 +72,7 @@ class Settler:
         self.metrics = metrics
         self.observe = observe
         self._writes: set[asyncio.Task[None]] = set()
+        self._write_seconds = metrics.child(metrics.store_seconds, "settle")  # (every call observes it)
 
     def start(self, ctx: RequestContext) -> Settlement:
         return Settlement(self, ctx)
@@ -115,7 +116,7 @@ class Settler:
         began = time.perf_counter()  # --- observability ---
         try:
             results = await self.store.run_batch(ops)
-            self.metrics.child(self.metrics.store_seconds, "settle").observe(time.perf_counter() - began)
+            self._write_seconds.observe(time.perf_counter() - began)
         except Exception as exc:
             self.metrics.child(self.metrics.store_errors, "settle").inc()
             for stage, stage_ops in batches:
