@@ -149,15 +149,34 @@ class TallyCollector(Collector):
                 yield family
 
 
-class CallSeries:
-    """The series a finished call of one alias, deployment and stream flag updates (see
-    Metrics.call_series). Each is looked up through `Metrics.child` the first time a call uses it
-    (which creates it, as before) and kept in its slot: a call then reaches every one with one
-    lookup, where `child` builds and hashes a label tuple per series. `__getattr__` runs only for
-    a slot not filled yet."""
+class SeriesGroup:
+    """Series a call updates, each looked up through `Metrics.child` the first time a call uses it
+    (which creates it, as before) and then kept in its slot: a call reaches all of a group's series
+    with the one lookup that found the group, where `child` builds and hashes a label tuple per
+    series. `__getattr__` runs only for a slot not filled yet; `_where` names its metric and labels."""
 
-    __slots__ = ("_alias", "_deployment", "_metrics", "_stream", "completion_tokens", "duration", "inter_token",
-                 "overhead", "prompt_tokens", "ttft", "upstream")
+    __slots__ = ("_metrics",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def _where(self, name: str) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        where = self._where(name)
+        if where is None:
+            raise AttributeError(name)
+        series = self._metrics.child(*where)
+        setattr(self, name, series)
+        return series
+
+
+class CallSeries(SeriesGroup):
+    """The series of a finished call of one alias, deployment and stream flag (Metrics.call_series)."""
+
+    __slots__ = ("_alias", "_deployment", "_stream", "completion_tokens", "cost", "duration", "inter_token",
+                 "overhead", "prompt_tokens", "ttft", "unpriced", "upstream")
 
     duration: Any  # gateway_request_duration_seconds
     overhead: Any  # gateway_overhead_seconds
@@ -166,16 +185,18 @@ class CallSeries:
     completion_tokens: Any  # gateway_tokens, direction completion
     upstream: Any  # gateway_upstream_duration_seconds
     inter_token: Any  # gateway_inter_token_latency_seconds
+    cost: Any  # gateway_cost_usd
+    unpriced: Any  # gateway_unpriced_calls
 
     def __init__(self, metrics: Metrics, alias: str, deployment: str, stream: bool) -> None:
-        self._metrics = metrics
+        super().__init__(metrics)
         self._alias = alias
         self._deployment = deployment
         self._stream = stream
 
-    def __getattr__(self, name: str) -> Any:
+    def _where(self, name: str) -> tuple[Any, ...] | None:
         m, alias, deployment = self._metrics, self._alias, self._deployment
-        where: dict[str, tuple[Any, ...]] = {
+        return {
             "duration": (m.request_seconds, alias, "true" if self._stream else "false"),
             "overhead": (m.overhead_seconds, alias),
             "ttft": (m.ttft_seconds, alias, deployment),
@@ -183,12 +204,32 @@ class CallSeries:
             "completion_tokens": (m.tokens, alias, deployment, "completion"),
             "upstream": (m.upstream_seconds, alias, deployment),
             "inter_token": (m.inter_token_seconds, alias, deployment),
-        }
-        if name not in where:
-            raise AttributeError(name)
-        series = m.child(*where[name])
-        setattr(self, name, series)
-        return series
+            "cost": (m.cost_usd, alias, deployment),
+            "unpriced": (m.unpriced_calls, alias, deployment),
+        }.get(name)
+
+
+class TeamSeries(SeriesGroup):
+    """The series of a caller's team (and key name, when metrics.key_labels is on): Metrics.team_series."""
+
+    __slots__ = ("_key", "_team", "completion_tokens", "cost", "prompt_tokens")
+
+    prompt_tokens: Any  # gateway_team_tokens, direction prompt
+    completion_tokens: Any  # gateway_team_tokens, direction completion
+    cost: Any  # gateway_team_cost_usd
+
+    def __init__(self, metrics: Metrics, team: str, key: str) -> None:
+        super().__init__(metrics)
+        self._team = team
+        self._key = key
+
+    def _where(self, name: str) -> tuple[Any, ...] | None:
+        m, team, key = self._metrics, self._team, self._key
+        return {
+            "prompt_tokens": (m.team_tokens, team, key, "prompt"),
+            "completion_tokens": (m.team_tokens, team, key, "completion"),
+            "cost": (m.team_cost_usd, team, key),
+        }.get(name)
 
 
 # Why the server refused or cut a client connection (gateway_connections_refused_total's `reason`).
@@ -334,7 +375,7 @@ class Metrics:
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
         self.key_labels = False  # metrics.key_labels: the config opts in to key names as label values
-        self._principal_labels: dict[tuple[str, str | None], tuple[str, str]] = {}
+        self._team_series: dict[tuple[str, str | None], TeamSeries] = {}
         # --- end observability ---
         if self._tallied:
             exported = [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]
@@ -386,13 +427,13 @@ class Metrics:
             self.child(self.circuit_state, deployment).set(code)
 
     # --- observability ---
-    def principal_labels(self, name: str, team: str | None) -> tuple[str, str]:
-        """(team, key) label values for a caller: the key name only when the config opted in."""
-        found = self._principal_labels.get((name, team))
+    def team_series(self, name: str, team: str | None) -> TeamSeries:
+        """A caller's team series, labelled with the key name only when the config opted in."""
+        found = self._team_series.get((name, team))
         if found is None:
-            if len(self._principal_labels) > 10_000:  # runtime keys come and go: stay bounded
-                self._principal_labels.clear()
-            found = self._principal_labels[(name, team)] = (team or "", name if self.key_labels else "")
+            if len(self._team_series) > 10_000:  # runtime keys come and go: stay bounded
+                self._team_series.clear()
+            found = self._team_series[(name, team)] = TeamSeries(self, team or "", name if self.key_labels else "")
         return found
 
     def forget(self, gauge: Gauge, *labels: str) -> None:
@@ -418,7 +459,7 @@ class Metrics:
     def set_key_labels(self, enabled: bool) -> None:
         if enabled != self.key_labels:
             self.key_labels = enabled
-            self._principal_labels.clear()
+            self._team_series.clear()
 
     def exposition(self) -> bytes:
         path = os.environ.get(MULTIPROC_ENV)

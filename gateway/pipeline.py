@@ -278,9 +278,9 @@ def observe_upstream(m: Metrics, series: CallSeries, ctx: RequestContext, now: f
             series.inter_token.observe((now - first) / (usage.completion_tokens - 1))
     series.upstream.observe(upstream)
     if usage is not None:
-        team, key = m.principal_labels(ctx.principal.name, ctx.principal.team)
-        m.child(m.team_tokens, team, key, "prompt").inc(usage.prompt_tokens)
-        m.child(m.team_tokens, team, key, "completion").inc(usage.completion_tokens)
+        team = m.team_series(ctx.principal.name, ctx.principal.team)
+        team.prompt_tokens.inc(usage.prompt_tokens)
+        team.completion_tokens.inc(usage.completion_tokens)
 # --- end observability ---
 
 

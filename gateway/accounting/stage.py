@@ -250,19 +250,19 @@ class AccountingStage:
     def _observe(self, ctx: RequestContext, usage: Usage, cost: int | None, saved: int) -> None:
         m = self.metrics
         deployment = ctx.deployment or ""
-        labels = (ctx.alias, deployment)
+        series = m.call_series(ctx.alias, deployment, ctx.stream)
         if cost is None:
-            m.child(m.unpriced_calls, *labels).inc()
+            series.unpriced.inc()
+            labels = (ctx.alias, deployment)
             if labels not in self._unpriced_logged:  # once per deployment and config; the metric counts
                 self._unpriced_logged.add(labels)
                 log.warning("call cost unknown: no price for the deployment",
                             extra={"fields": {"alias": ctx.alias, "deployment": deployment,
                                               "request_id": ctx.request_id}})
         elif cost:
-            m.child(m.cost_usd, *labels).inc(cost / 1_000_000)
+            series.cost.inc(cost / 1_000_000)
             # --- observability ---
-            m.child(m.team_cost_usd, *m.principal_labels(ctx.principal.name, ctx.principal.team)).inc(
-                cost / 1_000_000)
+            m.team_series(ctx.principal.name, ctx.principal.team).cost.inc(cost / 1_000_000)
             # --- end observability ---
         if saved:
             m.child(m.cache_saved_usd, ctx.alias).inc(saved / 1_000_000)

@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from gateway.config import AliasConfig
 from gateway.context import RequestContext
@@ -53,6 +54,7 @@ class RoutingStats:
         self._cache: dict[str, dict[str, float]] = {}
         self._fetched: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
+        self._inflight_series: dict[str, Any] = {}  # (each attempt updates its gauge twice)
         # Observations applied locally but not yet in the store (a stream's are written when it ends):
         # re-applied on top of every refresh so a fresh read does not undo them here.
         self._pending: dict[int, list[Observation]] = {}
@@ -102,12 +104,18 @@ class RoutingStats:
     def acquire(self, dep: str) -> None:
         self._inflight[dep] = self._inflight.get(dep, 0) + 1
         if self.metrics is not None:  # --- observability ---
-            self.metrics.child(self.metrics.deployment_in_flight, dep).inc()
+            self._gauge(self.metrics, dep).inc()
 
     def release(self, dep: str) -> None:
         self._inflight[dep] = max(0, self._inflight.get(dep, 0) - 1)
         if self.metrics is not None:  # --- observability ---
-            self.metrics.child(self.metrics.deployment_in_flight, dep).dec()
+            self._gauge(self.metrics, dep).dec()
+
+    def _gauge(self, metrics: Metrics, dep: str) -> Any:
+        series = self._inflight_series.get(dep)
+        if series is None:
+            series = self._inflight_series[dep] = metrics.child(metrics.deployment_in_flight, dep)
+        return series
 
     # --- writes --------------------------------------------------------------------------------
 

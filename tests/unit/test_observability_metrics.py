@@ -26,12 +26,33 @@ def test_deployment_info_follows_the_config_and_starts_circuits_closed() -> None
     assert get("gateway_routing_circuit_state", {"deployment": "azure/gpt"}) == 2  # a reload keeps the state
 
 
-def test_principal_labels_name_keys_only_when_opted_in() -> None:
+def test_team_series_name_keys_only_when_opted_in() -> None:
     m = Metrics()
-    assert m.principal_labels("app", "search") == ("search", "")
-    assert m.principal_labels("solo", None) == ("", "")
+    get = m.registry.get_sample_value
+    m.team_series("app", "search").prompt_tokens.inc(3)
+    m.team_series("solo", None).cost.inc(0.5)
+    assert get("gateway_team_tokens_total", {"team": "search", "key": "", "direction": "prompt"}) == 3
+    assert get("gateway_team_cost_usd_total", {"team": "", "key": ""}) == 0.5
     m.set_key_labels(True)
-    assert m.principal_labels("app", "search") == ("search", "app")
+    m.team_series("app", "search").prompt_tokens.inc(2)
+    assert get("gateway_team_tokens_total", {"team": "search", "key": "app", "direction": "prompt"}) == 2
+    assert get("gateway_team_tokens_total", {"team": "search", "key": "", "direction": "prompt"}) == 3
+
+
+def test_a_call_series_exists_once_a_call_updates_it() -> None:
+    m = Metrics()
+    get = m.registry.get_sample_value
+    series = m.call_series("gpt", "openai/gpt", False)
+    assert series is m.call_series("gpt", "openai/gpt", False)
+    series.duration.observe(0.2)
+    series.prompt_tokens.inc(7)
+    series.prompt_tokens.inc(1)
+    assert get("gateway_request_duration_seconds_count", {"alias": "gpt", "stream": "false"}) == 1
+    assert get("gateway_tokens_total", {"alias": "gpt", "deployment": "openai/gpt", "direction": "prompt"}) == 8
+    # Series no call has updated are not exported (as with Metrics.child).
+    assert get("gateway_time_to_first_token_seconds_count", {"alias": "gpt", "deployment": "openai/gpt"}) is None
+    assert get("gateway_tokens_total", {"alias": "gpt", "deployment": "openai/gpt", "direction": "completion"}) is None
+    assert not hasattr(series, "no_such_series")
 
 
 def test_series_exist_before_the_first_event() -> None:
