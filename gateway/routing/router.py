@@ -445,12 +445,13 @@ class Router:
                                                          self.redactor.body) if native else \
             provider.adapter.stream_translator(ctx.operation, client_wants_usage=ctx.client_wants_usage,
                                                model=target.deployment.model)
-        attempt_end = time.monotonic() + self._send_timeout(target, deadline)  # the alias's timeout bounds the stream
+        seconds = self._send_timeout(target, deadline)
+        attempt_end = time.monotonic() + seconds  # the alias's timeout bounds the stream
         started = time.perf_counter()
         response: UpstreamResponse | None = None
         clock: _WireClock | None = None
         try:
-            async with asyncio.timeout(self._send_timeout(target, deadline)) as window:
+            async with asyncio.timeout(seconds) as window:
                 clock = _WireClock(window, target.ttft_timeout)
                 response = await self.pool.client(provider.name).send(request, clock)
                 if response.status >= 400:
