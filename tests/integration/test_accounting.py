@@ -89,8 +89,9 @@ def upstream_handler(request: Recorded) -> Reply:
             events[-1]["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         if "slow" in text:
             return Reply(chunks=sse_lines(events), chunk_delay=0.02)
-        if "cut late" in text:  # past the pieces a capture keeps unpacked
-            return Reply(chunks=sse_lines(events), cut_after=3 * PACK_AFTER)
+        if "cut late" in text:  # past the pieces a capture keeps unpacked, one gateway read each (unbatched
+            # by the pause: sent at once they arrive in a few reads, and nothing would be packed)
+            return Reply(chunks=sse_lines(events), cut_after=3 * PACK_AFTER, chunk_delay=0.002)
         if "cut" in text:
             return Reply(chunks=sse_lines(events), cut_after=3)
         return Reply(chunks=sse_lines(events))
