@@ -14,6 +14,7 @@ import openai
 import pytest
 import redis
 
+from gateway.accounting.estimate import PACK_AFTER
 from tests.support.openai_fake import chat_chunks, chat_completion, last_user_text
 from tests.support.servers import FakeUpstream, GatewayServer, Recorded, Reply, free_port, metrics_show, sse_lines
 
@@ -79,11 +80,14 @@ class Upstream:
             return Reply(json=answer)
         finish = "length" if self.mode == "length" else "stop"
         if body.get("stream"):
+            if self.mode == "long":  # more gateway reads than a capture keeps unpacked (PACK_AFTER)
+                text += "".join(f" w{i}" for i in range(3 * PACK_AFTER))
             chunks = chat_chunks(text, body["model"], include_usage=True)
             if finish == "length":
                 chunks[-2]["choices"][0]["finish_reason"] = "length"
             lines = sse_lines(chunks)
-            return Reply(chunks=lines, delay=self.delay, cut_after=len(lines) - 3 if self.mode == "cut" else None)
+            return Reply(chunks=lines, delay=self.delay, cut_after=len(lines) - 3 if self.mode == "cut" else None,
+                         chunk_delay=0.002 if self.mode == "long" else 0.0)  # (the pause: a read per chunk)
         return Reply(json=chat_completion(text, body["model"], finish=finish), delay=self.delay)
 
 
@@ -367,6 +371,22 @@ def test_admin_purge_and_metrics(gw: GatewayServer, upstream: FakeUpstream,
     assert 'gateway_cache_lookups_total{alias="gpt",result="miss"} 3.0' in metrics
     assert 'gateway_cache_stores_total{alias="gpt",result="stored"} 3.0' in metrics
     assert 'gateway_cache_bytes_total{alias="gpt",direction="served"}' in metrics
+
+
+def test_a_long_stream_is_stored_whole(gw: GatewayServer, upstream: FakeUpstream, behaviour: Upstream,
+                                       make_client: Callable[..., openai.OpenAI]) -> None:
+    """A stream the cache stores is captured whole: accounting packs a long capture only when no entry
+    is being written."""
+    behaviour.mode = "long"
+    text, used, finish, headers = stream_chat(make_client, gw)
+    assert headers["x-gateway-cache"] == "MISS" and text.endswith(f" w{3 * PACK_AFTER - 1}")
+    again, used_again, finish_again, headers = stream_chat(make_client, gw)
+    assert headers["x-gateway-cache"] == "HIT"
+    assert (again, finish_again) == (text, finish)
+    assert (used_again.prompt_tokens, used_again.completion_tokens) == (used.prompt_tokens, used.completion_tokens)
+    answer, headers = chat(make_client, gw)
+    assert headers["x-gateway-cache"] == "HIT" and answer.choices[0].message.content == text
+    assert len(upstream.requests) == 1
 
 
 def test_tool_calls_survive_replay_as_a_stream(gw: GatewayServer, upstream: FakeUpstream, behaviour: Upstream,
