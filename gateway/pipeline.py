@@ -128,7 +128,8 @@ class Pipeline:
         except GatewayError as exc:
             ctx.status, ctx.error_type = exc.http_status, exc.error_type
             settlement.decide(None, exc, stream=False)
-            await settlement.run()
+            # Shielded: the client leaving meanwhile cancels this task, not the writes under way.
+            await settlement.run(shield=True)
             raise
         except BaseException as exc:  # cut short (cancelled): what was admitted is still settled
             if isinstance(exc, asyncio.CancelledError):
@@ -140,7 +141,7 @@ class Pipeline:
         # (JSON, a stage's replayed stream) is whole now.
         if (isinstance(reply, JSONReply) or not routed) and \
                 settlement.decide(reply, None, stream=isinstance(reply, StreamReply)) is Timing.BEFORE:
-            await settlement.run()
+            await settlement.run(shield=True)  # (as above)
         return reply
 
     async def _route(self, ctx: RequestContext, settlement: Settlement) -> Reply:

@@ -101,7 +101,7 @@ class Settler:
             await self._write(ctx, batches, ops)
             self.observe(ctx)
         else:
-            # A stream settles while its client may be leaving: the disconnect cancels this task, and
+            # A call settles while its client may be leaving: the disconnect cancels this task, and
             # must not cancel the writes (they would be lost). They finish in their own task.
             task = asyncio.ensure_future(self._write(ctx, batches, ops))
             self._writes.add(task)

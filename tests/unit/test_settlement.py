@@ -19,6 +19,7 @@ from gateway.auth import Authenticator
 from gateway.config import AuthConfig, GatewayConfig
 from gateway.context import JSONReply, Reply, RequestContext, Usage
 from gateway.dialects.chat import ChatDialect
+from gateway.endpoints.asgi import DISCONNECT_SLOT, DisconnectSlot
 from gateway.endpoints.calls import DialectEndpoint
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import Metrics
@@ -148,9 +149,9 @@ class Router:
         return Opened(CHUNKS[0], rest())
 
 
-def endpoint(log: Log, stage: Stage, *, ordered: bool, fail: bool) -> DialectEndpoint:
+def endpoint(log: Log, stage: Stage, *, ordered: bool, fail: bool, store: FakeStore | None = None) -> DialectEndpoint:
     metrics = Metrics()
-    store = FakeStore(log, ordered=ordered)
+    store = store or FakeStore(log, ordered=ordered)
     pipeline = Pipeline(Authenticator(AuthConfig(required=False)), cast(Any, Router(fail=fail)), metrics,
                         cast(Any, store), (cast(Any, stage),))
     services = Services(metrics=metrics, pool=UpstreamPool(), tokens=TokenCounter(), store=cast(Any, store))
@@ -159,9 +160,12 @@ def endpoint(log: Log, stage: Stage, *, ordered: bool, fail: bool) -> DialectEnd
     return DialectEndpoint(ChatDialect(), services)
 
 
-async def call(app: DialectEndpoint, log: Log, *, stream: bool) -> None:
+async def call(app: DialectEndpoint, log: Log, *, stream: bool, slot: DisconnectSlot | None = None) -> None:
+    """`slot`: the request's DisconnectSlot, as the gateway's server puts it in the scope."""
     body = orjson.dumps({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "x"}]})
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    if slot is not None:
+        scope[DISCONNECT_SLOT] = slot
     requests = iter([{"type": "http.request", "body": body, "more_body": False}])
 
     async def receive() -> dict[str, Any]:
@@ -201,3 +205,40 @@ async def test_a_failed_call_settles_before_its_error_leaves(stream: bool) -> No
         await call(app, log, stream=stream)
     assert log.events == ["store"]
     assert isinstance(stage.settled[0], UpstreamError)
+
+
+class RemoteStore(FakeStore):
+    """A store across the network (Redis): a batch is a round trip, which the test ends when it likes."""
+
+    in_process = False
+
+    def __init__(self, log: Log, *, ordered: bool) -> None:
+        super().__init__(log, ordered=ordered)
+        self.sent = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def run_batch(self, ops: Sequence[StoreOp]) -> list[Any]:
+        self.log.events.append("store")
+        self.sent.set()
+        await self.answer.wait()
+        self.log.events.append("stored")
+        return [None for _ in ops]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_settle_before_the_answer_is_written_when_the_client_leaves_during_it(fail: bool) -> None:
+    """The client leaving cancels the call's task; a settle already under way (a call that holds a
+    limit, or a failed one) still writes: its writes are the call's spend, usage record and limits."""
+    log = Log()
+    stage = Stage(log, holds=True)
+    store = RemoteStore(log, ordered=True)
+    app = endpoint(log, stage, ordered=True, fail=fail, store=store)
+    slot = DisconnectSlot()
+    task = asyncio.create_task(call(app, log, stream=False, slot=slot))
+    await store.sent.wait()
+    slot.lost()  # as the server does when the connection is lost
+    await task  # nobody to answer
+    store.answer.set()
+    await app.services.current().pipeline.settler.wait_writes()
+    assert log.events == ["store", "returned", "stored"]
+    assert len(stage.settled) == 1
