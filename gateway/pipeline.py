@@ -5,7 +5,9 @@
 Per-request work runs once; the router owns per-attempt work. Stages are the slots features plug
 into: a stage may admit (raise to reject, or return a ready reply, as a cache hit does) and settles
 afterwards; a stage that needs a stream's output sets `ctx.capture = []` in admit and finds every
-piece sent to the client there at settle (no cost for requests that did not ask).
+piece sent to the client there at settle (no cost for requests that did not ask). Unless the cache
+stage is writing an entry (`ctx.cache_state`), a long stream's earlier pieces are packed into
+`ctx.capture_packed` as it goes (gateway.accounting.estimate.unpacked gives them all back).
 
 Every call that was admitted is settled exactly once, streams included (when the stream ends, fails
 or the client leaves): the call's `Settlement` (gateway/settlement.py) rides on its reply, and
@@ -195,7 +197,7 @@ class Pipeline:
             yield _error_end(ctx, encoder, exc)
         except asyncio.CancelledError as exc:
             if not _cut_by_shutdown(exc):
-                raise  # the client left (the endpoint's watcher): nobody to tell
+                raise  # the client left (its DisconnectSlot, see endpoints.asgi): nobody to tell
             error = StreamCutError("The gateway shut down before this stream ended (server.shutdown_grace "
                                    "ran out); the answer is incomplete.")
             ctx.cut = True

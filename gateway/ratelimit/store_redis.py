@@ -2,7 +2,8 @@
 twins are in `store_memory.py`; same names, same semantics, one round trip each).
 
 Direct calls: `rl_reserve` (admit), `keys_version`, `keys_load`, `key_load`, `key_save` (admin API and
-the key refresher). Batch op: `rl_settle` (queued with every other stage's settle writes).
+the key refresher). Batch op: `queue_rl_settle`, the Redis side of `LIMITS_SETTLE` (store.py), queued with
+every other stage's settle writes.
 
 All limiter keys share the `{rl}` hash tag: the script touches every scope of a request at once,
 and Redis Cluster runs a multi-key script only when all its keys live in one slot."""
