@@ -31,8 +31,10 @@ class BatchWrite(Generic[P]):
     *args)` on the embedded store (it runs without awaiting, so it is atomic as a Lua script is on
     Redis) and `redis(store, batch, once, *args)` on Redis, which queues exactly one command on the
     batch. Calling the write with its arguments makes the op; mypy checks them against both
-    functions. `durable`: losing it costs money or audit trail, so a store configured to wait for
-    replicas waits for batches that carry it."""
+    functions while the two take the same parameters (two that differ in number make it a
+    BatchWrite[Any], whose calls go unchecked: tests/contract/test_batch.py keeps them alike).
+    `durable`: losing it costs money or audit trail, so a store configured to wait for replicas waits
+    for batches that carry it."""
 
     __slots__ = ("durable", "memory", "name", "redis")
 

@@ -4,6 +4,10 @@ and answers in order."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from typing import Any
+
 import pytest
 
 from gateway.accounting.store import SPEND_ADD
@@ -11,6 +15,7 @@ from gateway.cache.keys import entry_key, lock_key
 from gateway.cache.store import CACHE_RELEASE, CACHE_STORE
 from gateway.ratelimit.store import LIMITS_SETTLE
 from gateway.routing.store import SESSION_PIN
+from gateway.store import BatchWrite
 from tests.contract.stores import StoreFactory
 
 
@@ -37,3 +42,28 @@ def test_a_write_takes_its_arguments_as_its_store_functions_do() -> None:
     assert LIMITS_SETTLE((), "r1", 0, 10, 7, True).once is None
     with pytest.raises(TypeError, match="positional"):
         SESSION_PIN("s1", "a/m", ttl=60.0)  # type: ignore[call-arg]
+
+
+FEATURE_STORES = ("accounting", "cache", "ratelimit", "routing")
+
+
+def every_write() -> list[BatchWrite[Any]]:
+    found: list[BatchWrite[Any]] = []
+    for feature in FEATURE_STORES:
+        module = importlib.import_module(f"gateway.{feature}.store")
+        found += [value for value in vars(module).values() if isinstance(value, BatchWrite)]
+    return found
+
+
+@pytest.mark.parametrize("write", every_write(), ids=lambda write: write.name)
+def test_each_write_takes_the_same_arguments_on_both_stores(write: BatchWrite[Any]) -> None:
+    """mypy checks a write's arguments against its two functions only while they agree: functions that
+    take different numbers of arguments make it a BatchWrite[Any], whose calls nothing checks."""
+    memory = list(inspect.signature(write.memory).parameters.values())[1:]  # (the store)
+    redis = list(inspect.signature(write.redis).parameters.values())[3:]  # (the store, the batch, `once`)
+    assert [(p.name, p.kind, p.annotation) for p in memory] == [(p.name, p.kind, p.annotation) for p in redis]
+
+
+def test_the_writes_are_found() -> None:
+    assert {write.name for write in every_write()} >= {"spend_add", "usage_append", "cache_store",
+                                                       "limits_settle", "routing_observe", "session_pin"}
