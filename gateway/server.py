@@ -31,9 +31,12 @@ from gateway.errors import (
     RequestTimeoutError,
     TooManyConnectionsError,
 )
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.middleware.edge import READ_TIMED_OUT
 from gateway.runtime import Services
+
+log = get_logger("server")
 
 
 def _services(app: object) -> Services | None:
@@ -271,6 +274,9 @@ class Acceptor(asyncio.AbstractServer):
             await self.loop.connect_accepted_socket(self._factory, conn)
         except OSError:  # the client left before its connection was set up
             conn.close()
+        except Exception:  # a fault of ours: this client is dropped, the next ones are still served
+            conn.close()
+            log.exception("a new connection could not be set up")
 
     def _resume(self) -> None:
         if self._open:
@@ -278,10 +284,11 @@ class Acceptor(asyncio.AbstractServer):
 
     # -- asyncio.AbstractServer ------------------------------------------------------------------
     def close(self) -> None:
-        """Stop accepting (the listening socket itself belongs to whoever opened it)."""
+        """Stop accepting, and close the listening socket."""
         if self._open:
             self._open = False
             self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()  # as asyncio's servers close theirs (the fd is this process's copy)
             self._closed.set_result(None)
 
     async def start_serving(self) -> None:
