@@ -35,6 +35,8 @@ from gateway.dialects.responses.response import (
     usage_object,
     wants_summaries,
 )
+from gateway.dialects.responses.tools import ToolMap
+from gateway.dialects.text_deltas import TextDeltas, TextRun
 from gateway.errors import GatewayError
 from gateway.ids import UniqueIds
 
@@ -53,7 +55,30 @@ class _Message:
     def __init__(self, item_id: str, index: int) -> None:
         self.id, self.index = item_id, index
         self.parts: list[dict[str, Any]] = []
-        self.current: tuple[str, list[str]] | None = None  # (part type, pieces)
+        self.kind: str | None = None  # the open part's type (output_text, refusal), None between parts
+        self.pieces: list[str] = []  # the open part's text
+        # What the open output_text part's delta events begin with, up to the delta's JSON string.
+        self.delta_head = b""
+
+
+# The events of an answer's text, written from templates (what a dict encoded per event would give,
+# in the same field order), since they are most of a stream: the message item's start, its
+# output_text part's start, each delta (the head, then the delta's JSON string and the end), the
+# part's end. Ids are ASCII, so they go in as they are.
+_MESSAGE_ADDED = (b'event: response.output_item.added\ndata: {"output_index":%d,"item":{"id":"%s","type":"message",'
+                  b'"status":"in_progress","role":"assistant","content":[]},"type":"response.output_item.added",'
+                  b'"sequence_number":%d}\n\n')
+_TEXT_PART_ADDED = (b'event: response.content_part.added\ndata: {"item_id":"%s","output_index":%d,"content_index":%d,'
+                    b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]},'
+                    b'"type":"response.content_part.added","sequence_number":%d}\n\n')
+_TEXT_DELTA_HEAD = (b'event: response.output_text.delta\ndata: {"item_id":"%s","output_index":%d,"content_index":%d,'
+                    b'"delta":')
+_TEXT_DELTA_END = b',"logprobs":[],"type":"response.output_text.delta","sequence_number":%d}\n\n'
+_TEXT_PART_DONE = (b'event: response.output_text.done\ndata: {"item_id":"%s","output_index":%d,"content_index":%d,'
+                   b'"text":%s,"logprobs":[],"type":"response.output_text.done","sequence_number":%d}\n\n'
+                   b'event: response.content_part.done\ndata: {"item_id":"%s","output_index":%d,"content_index":%d,'
+                   b'"part":{"type":"output_text","text":%s,"annotations":[],"logprobs":[]},'
+                   b'"type":"response.content_part.done","sequence_number":%d}\n\n')
 
 
 class _Call:
@@ -68,17 +93,23 @@ class StreamEncoder:
                  created_at: int | None = None) -> None:
         self.response_id = response_id or new_response_id()
         self._request = request
-        self._created_at = int(time.time()) if created_at is None else created_at
-        self._names = tool_map(request)
+        created_at = int(time.time()) if created_at is None else created_at
+        # Every response object of the stream is this one with its status, model, output (and at the
+        # end usage) set: the request's echoed fields are read once.
+        self._base = base_response(request, response_id=self.response_id, created_at=created_at, model="",
+                                   status="in_progress")
+        self._names: ToolMap | None = None  # the request's tools, read at the first tool call
         self._keep = keeps_reasoning(request)
         self._summaries = wants_summaries(request)
         self._ids = ItemIds(self.response_id)
         self._model = str(request.get("model") or "")
         self._pending = b""
+        self._deltas = TextDeltas()
         self._out: list[bytes] = []
         self._seq = 0
         self._output: list[dict[str, Any]] = []
         self._open: _Reasoning | _Message | None = None
+        self._writing: _Message | None = None  # the open message while its open part is output_text
         self._calls: dict[int, _Call] = {}
         self._finish_reason: object = None
         self._usage: dict[str, Any] | None = None
@@ -94,17 +125,22 @@ class StreamEncoder:
     def feed(self, data: bytes) -> bytes:
         if self._final is not None:
             return b""
-        buffer = self._pending + data if self._pending else data
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(buffer[start:end])
-            start = end + 2
+        events = (self._pending + data if self._pending else data).split(b"\n\n")
+        self._pending = events.pop()  # the unfinished last event
+        # Most events are one more piece of the answer's text, shaped like the one before: taken a run
+        # at a time, without a parse each (see gateway.dialects.text_deltas).
+        at, count = 0, len(events)
+        while at < count:
+            run = self._deltas.run(events, at)
+            if run.count:
+                self._output_run(run)
+                at += run.count
+                continue
+            self._event(events[at])
+            at += 1
             if self.ended:
+                self._pending = b""
                 break
-        self._pending = b"" if self.ended else buffer[start:]
         return self._flush()
 
     def finish(self) -> bytes:
@@ -112,13 +148,7 @@ class StreamEncoder:
             self._event(self._pending)
             self._pending = b""
         if self._final is None:
-            self._begin()
-            status, incomplete = status_of(self._finish_reason)
-            self._close_all("incomplete" if status == "incomplete" else "completed")
-            final = self._response(status)
-            final["incomplete_details"] = incomplete
-            final["usage"] = usage_object(self._usage)
-            self._end(f"response.{status}", final)
+            self._complete()
         return self._flush()
 
     def fail(self, error: GatewayError) -> bytes:
@@ -137,44 +167,61 @@ class StreamEncoder:
 
     # --- canonical events ---
     def _event(self, raw: bytes) -> None:
-        for line in raw.split(b"\n"):
+        lines = [raw] if raw.find(b"\n") < 0 else raw.split(b"\n")  # (one data line, as a rule)
+        for line in lines:
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
+                # The canonical end: the terminal event goes out with the rest of this read, so a
+                # stream that arrived whole leaves whole.
+                self._complete()
                 return
             try:
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(chunk, dict):
-                self._chunk(chunk)
+            if isinstance(chunk, dict) and self._chunk(chunk):
+                self._deltas.learn(raw, chunk)
 
-    def _chunk(self, chunk: dict[str, Any]) -> None:
+    def _chunk(self, chunk: dict[str, Any]) -> bool:
+        """Whether the chunk had answer text."""
         if "error" in chunk and "choices" not in chunk:
             self._fail(gateway_error_of(chunk["error"]))
-            return
-        if isinstance(chunk.get("model"), str) and chunk["model"]:
-            self._model = chunk["model"]
-        self._begin()
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
+            return False
+        model = chunk.get("model")
+        if model and isinstance(model, str):
+            self._model = model
+        if not self.started:
+            self._begin()
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = usage
+        text = False
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                self._reasoning_text(delta["reasoning_content"])
-            if delta.get("thinking_blocks"):
-                self._thinking_blocks(delta["thinking_blocks"])
-            if delta.get("content"):
-                self._message_text("output_text", delta["content"])
-            if delta.get("refusal"):
-                self._message_text("refusal", delta["refusal"])
-            for call in delta.get("tool_calls") or ():
-                self._call_delta(call)
+            delta = choice.get("delta")
+            if delta:
+                text = self._delta(delta) or text
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
+        return text
+
+    def _delta(self, delta: dict[str, Any]) -> bool:
+        """Whether the delta had answer text."""
+        if delta.get("reasoning_content"):
+            self._reasoning_text(delta["reasoning_content"])
+        if delta.get("thinking_blocks"):
+            self._thinking_blocks(delta["thinking_blocks"])
+        text = delta.get("content")
+        if text:
+            self._output_text(text)
+        if delta.get("refusal"):
+            self._refusal(delta["refusal"])
+        for call in delta.get("tool_calls") or ():
+            self._call_delta(call)
+        return bool(text)
 
     # --- items ---
     def _reasoning(self) -> _Reasoning:
@@ -223,46 +270,69 @@ class StreamEncoder:
         item.parts.append(text)
         item.current = None
 
-    def _message_text(self, kind: str, text: str) -> None:
+    def _open_part(self, kind: str) -> _Message:
+        """The message item with a part of `kind` (output_text, refusal) open: opened as needed."""
         item = self._open
         if not isinstance(item, _Message):
             self._close_open("completed")
             item = self._open = _Message(self._ids("msg"), len(self._output))
             self._output.append({})
-            self._emit("response.output_item.added", output_index=item.index,
-                       item={"id": item.id, "type": "message", "status": "in_progress", "role": "assistant",
-                             "content": []})
-        if item.current is None or item.current[0] != kind:
+            self._out.append(_MESSAGE_ADDED % (item.index, item.id.encode(), self._seq))
+            self._seq += 1
+        if item.kind != kind:
             self._close_part(item)
-            item.current = (kind, [])
-            empty = text_part("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
-            self._emit("response.content_part.added", item_id=item.id, output_index=item.index,
-                       content_index=len(item.parts), part=empty)
-        item.current[1].append(text)
-        if kind == "output_text":
-            self._emit("response.output_text.delta", item_id=item.id, output_index=item.index,
-                       content_index=len(item.parts), delta=text, logprobs=[])
-        else:
-            self._emit("response.refusal.delta", item_id=item.id, output_index=item.index,
-                       content_index=len(item.parts), delta=text)
+            item.kind, item.pieces = kind, []
+            if kind == "output_text":
+                ids = (item.id.encode(), item.index, len(item.parts))
+                self._out.append(_TEXT_PART_ADDED % (*ids, self._seq))
+                self._seq += 1
+                item.delta_head = _TEXT_DELTA_HEAD % ids
+                self._writing = item
+            else:
+                self._emit("response.content_part.added", item_id=item.id, output_index=item.index,
+                           content_index=len(item.parts), part={"type": "refusal", "refusal": ""})
+        return item
+
+    def _refusal(self, text: str) -> None:
+        item = self._open_part("refusal")
+        item.pieces.append(text)
+        self._emit("response.refusal.delta", item_id=item.id, output_index=item.index,
+                   content_index=len(item.parts), delta=text)
+
+    def _output_text(self, text: str) -> None:
+        """A piece of the answer's text (from a chunk that was parsed)."""
+        item = self._writing or self._open_part("output_text")
+        item.pieces.append(text)
+        self._out.append(item.delta_head + orjson.dumps(text) + _TEXT_DELTA_END % self._seq)
+        self._seq += 1
+
+    def _output_run(self, run: TextRun) -> None:
+        """Pieces of the answer's text from chunks that were not parsed (the stream's most frequent
+        events), written all at once."""
+        item = self._writing or self._open_part("output_text")
+        item.pieces += run.texts
+        self._out.append(run.write(item.delta_head, _TEXT_DELTA_END, self._seq))
+        self._seq += run.count
 
     def _close_part(self, item: _Message) -> None:
-        if item.current is None:
+        kind = item.kind
+        if kind is None:
             return
-        kind, pieces = item.current
-        text, index = "".join(pieces), len(item.parts)
+        text, index = "".join(item.pieces), len(item.parts)
         if kind == "output_text":
             part = text_part(text)
-            self._emit("response.output_text.done", item_id=item.id, output_index=item.index,
-                       content_index=index, text=text, logprobs=[])
+            ids, string = (item.id.encode(), item.index, index), orjson.dumps(text)
+            self._out.append(_TEXT_PART_DONE % (*ids, string, self._seq, *ids, string, self._seq + 1))
+            self._seq += 2
         else:
             part = {"type": "refusal", "refusal": text}
             self._emit("response.refusal.done", item_id=item.id, output_index=item.index,
                        content_index=index, refusal=text)
-        self._emit("response.content_part.done", item_id=item.id, output_index=item.index,
-                   content_index=index, part=part)
+            self._emit("response.content_part.done", item_id=item.id, output_index=item.index,
+                       content_index=index, part=part)
         item.parts.append(part)
-        item.current = None
+        item.kind, item.pieces = None, []
+        self._writing = None
 
     def _call_delta(self, delta: dict[str, Any]) -> None:
         position = delta.get("index", 0)
@@ -270,7 +340,7 @@ class StreamEncoder:
         call = self._calls.get(position)
         if call is None:
             self._close_open("completed")
-            item = self._names.call_item(str(function.get("name") or ""), "")
+            item = self._tools().call_item(str(function.get("name") or ""), "")
             item_id = self._ids("fc")
             item["id"] = item_id.replace("fc_", "ctc_", 1) if item["type"] == "custom_tool_call" else item_id
             item["call_id"] = delta.get("id") or item["id"]
@@ -304,10 +374,12 @@ class StreamEncoder:
         self._emit("response.output_item.done", output_index=item.index, item=done)
 
     def _close_calls(self, status: str = "completed") -> None:
+        if not self._calls:
+            return
         signatures = {call.item["call_id"]: call.signature for call in self._calls.values() if call.signature}
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             item, arguments = call.item, "".join(call.arguments)
-            full = self._names.call_item(self._canonical_name(item), arguments)
+            full = self._tools().call_item(self._canonical_name(item), arguments)
             item_id = item["id"]
             if item["type"] == "custom_tool_call":
                 self._emit("response.custom_tool_call_input.delta", item_id=item_id, output_index=call.index,
@@ -331,6 +403,11 @@ class StreamEncoder:
             self._emit("response.output_item.added", output_index=index, item={**carrier})
             self._emit("response.output_item.done", output_index=index, item=carrier)
 
+    def _tools(self) -> ToolMap:
+        if self._names is None:
+            self._names = tool_map(self._request)
+        return self._names
+
     def _canonical_name(self, item: dict[str, Any]) -> str:
         namespace = item.get("namespace")
         return f"{namespace}__{item['name']}" if namespace else str(item["name"])
@@ -341,17 +418,30 @@ class StreamEncoder:
 
     # --- the response ---
     def _response(self, status: str) -> dict[str, Any]:
-        response = base_response(self._request, response_id=self.response_id, created_at=self._created_at,
-                                 model=self._model, status=status)
-        response["output"] = [item for item in self._output if item]
-        return response
+        # (Keys already in the base keep their place, so the object reads the same as base_response's.)
+        return {**self._base, "status": status, "model": self._model,
+                "output": [item for item in self._output if item]}
 
     def _begin(self) -> None:
         if self.started:
             return
         self.started = True
-        self._emit("response.created", response=self._response("in_progress"))
-        self._emit("response.in_progress", response=self._response("in_progress"))
+        # Both events carry the same object: encoded once.
+        response = orjson.dumps(self._response("in_progress"))
+        for kind in (b"response.created", b"response.in_progress"):
+            self._out.append(b'event: %s\ndata: {"response":%s,"type":"%s","sequence_number":%d}\n\n'
+                             % (kind, response, kind, self._seq))
+            self._seq += 1
+
+    def _complete(self) -> None:
+        """The canonical stream ended (`[DONE]`, or its close): the terminal event."""
+        self._begin()
+        status, incomplete = status_of(self._finish_reason)
+        self._close_all("incomplete" if status == "incomplete" else "completed")
+        final = self._response(status)
+        final["incomplete_details"] = incomplete
+        final["usage"] = usage_object(self._usage)
+        self._end(f"response.{status}", final)
 
     def _fail(self, error: GatewayError) -> None:
         self._begin()
@@ -369,7 +459,7 @@ class StreamEncoder:
         fields["type"] = kind
         fields["sequence_number"] = self._seq
         self._seq += 1
-        self._out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(fields) + b"\n\n")
+        self._out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(fields)))
 
     def _flush(self) -> bytes:
         out = b"".join(self._out)

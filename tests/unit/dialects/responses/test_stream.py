@@ -266,3 +266,29 @@ def test_reasoning_text_is_a_summary_only_when_asked() -> None:
     reasoning = check_stream(stream)["output"][0]
     assert reasoning["summary"] == []
     assert decode_reasoning(reasoning["encrypted_content"], "x") == (turn.blocks, {})  # the whole block still
+
+
+def _each_its_own_shape(canonical: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same chunks, each with a field of its own: no two alike, so none is taken as a repeat of
+    an earlier one's shape (see gateway.dialects.text_deltas)."""
+    return [{**chunk, "x_chunk": n} for n, chunk in enumerate(canonical)]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(turns(), st.booleans())
+def test_text_deltas_taken_by_their_shape_give_the_events_of_parsed_ones(turn: Turn, ascii_only: bool) -> None:
+    def run(canonical: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        encoder = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
+        raw = b"".join(b"data: " + json.dumps(chunk, ensure_ascii=ascii_only).encode() + b"\n\n"
+                       for chunk in canonical)
+        return events(encoder.feed(raw + b"data: [DONE]\n\n") + encoder.finish())
+
+    canonical = chunks(turn)
+    assert run(canonical) == run(_each_its_own_shape(canonical))
+
+
+def test_the_terminal_event_leaves_with_the_canonical_end() -> None:
+    encoder = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
+    out = encoder.feed(sse(chunks(Turn(text=["a", "b", "c"]))))
+    assert encoder.ended and events(out)[-1]["type"] == "response.completed"
+    assert encoder.finish() == b""
