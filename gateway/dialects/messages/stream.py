@@ -27,10 +27,17 @@ import orjson
 from gateway.dialects.messages.errors import canonical_error_event, error_event, stream_error_event
 from gateway.dialects.messages.response import MESSAGE_IDS, TOOL_USE_IDS, as_dict, messages_usage, stop_reason
 from gateway.dialects.messages.signatures import tool_use_id
+from gateway.dialects.text_deltas import TextDeltas
 from gateway.errors import GatewayError
 from gateway.providers.sse import SSESplitter, event_data
 
 _DONE = b"[DONE]"
+
+
+# A text_delta event around its text's JSON string (as `event` writes it, for runs of text deltas).
+_TEXT_DELTA_HEAD = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                    b'"delta":{"type":"text_delta","text":')
+_TEXT_DELTA_END = b"}}\n\n"
 
 
 def event(name: str, payload: dict[str, Any]) -> bytes:
@@ -45,6 +52,7 @@ class StreamEncoder:
         self._input_tokens = input_tokens
         self._id = message_id or MESSAGE_IDS()
         self._splitter = SSESplitter()
+        self._deltas = TextDeltas()
         self.started = False
         self._ended = False
         self._next_index = 0
@@ -56,9 +64,19 @@ class StreamEncoder:
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
-        for raw in self._splitter.feed(data):
-            if self._ended:
-                break
+        events = self._splitter.feed(data)
+        at, count = 0, len(events)
+        while at < count and not self._ended:
+            # Most events are one more piece of the answer's text, shaped like the one before: taken a
+            # run at a time, without a parse each (see gateway.dialects.text_deltas).
+            run = self._deltas.run(events, at)
+            if run.count:
+                out.append(self._ensure("text", {"type": "text", "text": ""}))
+                out.append(run.write(_TEXT_DELTA_HEAD % self._next_index, _TEXT_DELTA_END))
+                at += run.count
+                continue
+            raw = events[at]
+            at += 1
             payload = event_data(raw)
             if payload is None:
                 continue  # a comment or keep-alive
@@ -74,6 +92,8 @@ class StreamEncoder:
                 out.append(self._error(canonical_error_event(chunk)))
             elif isinstance(chunk, dict):
                 out.append(self._chunk(chunk))
+                if self._open == "text":  # (the chunk may have been text alone: its shape is learned)
+                    self._deltas.learn(raw, chunk)
         return b"".join(out)
 
     def finish(self) -> bytes:

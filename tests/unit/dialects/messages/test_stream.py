@@ -277,3 +277,18 @@ def test_any_canonical_stream_split_anywhere_reads_in_the_sdk_as_what_was_said(
     with client.messages.stream(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}]) as reader:
         message = reader.get_final_message()
     assert [block.to_dict(exclude_none=True) for block in message.content] == expected["content"]
+
+
+@settings(max_examples=100)
+@given(canonical_stream(), st.booleans())
+def test_text_deltas_taken_by_their_shape_give_the_events_of_parsed_ones(
+        stream: tuple[list[dict[str, Any]], dict[str, Any]], ascii_only: bool) -> None:
+    """The same chunks, each with a field of its own (no two alike, so none is taken as a repeat of an
+    earlier one's shape: see gateway.dialects.text_deltas), give the same events."""
+    def run(canonical: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        raw = b"".join(b"data: " + json.dumps(c, ensure_ascii=ascii_only).encode() + b"\n\n" for c in canonical)
+        encoder = StreamEncoder(REQUEST, message_id="msg_test")
+        return events(encoder.feed(raw + b"data: [DONE]\n\n") + encoder.finish())
+
+    chunks, _ = stream
+    assert run(chunks) == run([{**c, "x_chunk": n} for n, c in enumerate(chunks)])
