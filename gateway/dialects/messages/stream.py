@@ -88,11 +88,13 @@ class StreamEncoder:
             except orjson.JSONDecodeError:
                 out.append(self._error(error_event("api_error", "The provider sent an unreadable stream event.")))
                 continue
-            if isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices"):
+            if not isinstance(chunk, dict):
+                continue
+            if "error" in chunk and not chunk.get("choices"):
                 out.append(self._error(canonical_error_event(chunk)))
-            elif isinstance(chunk, dict):
+            else:
                 out.append(self._chunk(chunk))
-                if self._open == "text":  # (the chunk may have been text alone: its shape is learned)
+                if self._open == "text" and self._finish is None:  # (it may have been text alone)
                     self._deltas.learn(raw, chunk)
         return b"".join(out)
 
@@ -107,7 +109,7 @@ class StreamEncoder:
     # --- canonical chunk → events -------------------------------------------------------------
 
     def _chunk(self, chunk: dict[str, Any]) -> bytes:
-        out = [self._start()]
+        out = [] if self.started else [self._start()]
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
