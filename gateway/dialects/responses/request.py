@@ -123,7 +123,7 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise _invalid(name, f"expected a number from 0 to {high:g}")
         out[name] = value
     limit = body.get("max_output_tokens")
