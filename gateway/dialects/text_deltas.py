@@ -5,15 +5,16 @@ one content delta each, byte for byte the chunk before (same `id`, `created`, `m
 their text. Parsing each with orjson, walking the dict and building the dialect's event from it cost
 most of such an encoder's work. So once an encoder has parsed a chunk that carries content text and
 nothing else it acts on, `TextDeltas` keeps the bytes of its SSE event before and after that text's
-JSON string (its head and tail). `run` then takes the events in a row that begin with that head,
-checks with a few searches over all of them at once that they are head, one JSON string, tail each,
-parses their strings in one go, and `TextRun.write` puts each string between the dialect's own bytes:
-byte operations over the whole run instead of Python steps per event. Anything else (another field, a
-finish reason, usage, reasoning, a tool call, a chunk whose other bytes changed) is parsed as before.
+JSON string (its head and tail). `run` then takes the events in a row that are that head, something,
+that tail (two comparisons each), parses what is between in one go for the whole run (a piece that is
+not one JSON string fails it), and `TextRun.write` puts each string between the dialect's own bytes
+in one formatting. Anything else (another field, a finish reason, usage, reasoning, a tool call, a
+chunk whose other bytes changed) is parsed as before.
 
-What it gives up: chunks that differ in more than their text every time (a per-chunk random field)
-are never recognised. The strings reach the client as the provider wrote them (valid JSON strings of
-the same text, checked by the parse), not re-encoded by orjson.
+What it saves: most of an encoder's cost per text delta (figures in docs/performance.md). What it
+gives up: chunks that differ in more than their text every time (a per-chunk random field) are never
+recognised; and the strings reach the client as the provider wrote them (valid JSON strings of the
+same text, checked by the parse), not re-encoded by orjson.
 """
 
 from __future__ import annotations

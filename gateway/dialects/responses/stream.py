@@ -173,8 +173,8 @@ class StreamEncoder:
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
-                # The canonical end: the terminal event goes out with the rest of this read, so a
-                # stream that arrived whole leaves whole.
+                # The canonical end: the terminal event goes out with this read, not once the
+                # provider's stream has closed.
                 self._complete()
                 return
             try:
