@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
@@ -149,7 +150,7 @@ class TallyCollector(Collector):
                 yield family
 
 
-class SeriesGroup:
+class SeriesGroup(ABC):
     """Series a call updates, each looked up through `Metrics.child` the first time a call uses it
     (which creates it, as before) and then kept in its slot: a call reaches all of a group's series
     with the one lookup that found the group, where `child` builds and hashes a label tuple per
@@ -160,8 +161,9 @@ class SeriesGroup:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
+    @abstractmethod
     def _where(self, name: str) -> tuple[Any, ...] | None:
-        raise NotImplementedError
+        """The metric and labels of the series in slot `name`; None: no such slot."""
 
     def __getattr__(self, name: str) -> Any:
         where = self._where(name)
