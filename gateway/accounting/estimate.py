@@ -15,7 +15,9 @@ from gateway.tokens import TokenCounter
 
 
 def text_of_sse(chunks: Iterable[bytes]) -> str:
-    """The completion text (content, tool-call names and arguments) of OpenAI SSE bytes."""
+    """The completion text (content, reasoning, tool-call names and arguments) of the SSE bytes a
+    client was sent: Chat Completions chunks, or the events of the Messages or Responses API (what
+    a stream captures is in its client's API)."""
     parts: list[str] = []
     for line in b"".join(chunks).split(b"\n"):
         if not line.startswith(b"data:"):
@@ -27,9 +29,47 @@ def text_of_sse(chunks: Iterable[bytes]) -> str:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             continue  # a partial event at a cut
-        if isinstance(chunk, dict):
+        if not isinstance(chunk, dict):
+            continue
+        if "choices" in chunk:
             _collect(chunk.get("choices"), parts, streamed=True)
+        else:
+            _collect_event(chunk, parts)
     return "".join(parts)
+
+
+# The events of the Messages and Responses APIs that carry generated text: (type, field).
+_TEXT_EVENTS = {
+    "response.output_text.delta": "delta",
+    "response.refusal.delta": "delta",
+    "response.function_call_arguments.delta": "delta",
+    "response.custom_tool_call_input.delta": "delta",
+    "response.reasoning_summary_text.delta": "delta",
+    "response.reasoning_text.delta": "delta",
+}
+_BLOCK_DELTAS = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+
+
+def _collect_event(event: dict[str, Any], parts: list[str]) -> None:
+    kind = event.get("type")
+    if kind == "content_block_delta":  # Messages
+        delta = event.get("delta")
+        if isinstance(delta, dict):
+            text = delta.get(_BLOCK_DELTAS.get(str(delta.get("type")), ""))
+            if isinstance(text, str):
+                parts.append(text)
+    elif kind == "content_block_start":  # a tool call's name
+        block = event.get("content_block")
+        if isinstance(block, dict) and isinstance(block.get("name"), str):
+            parts.append(block["name"])
+    elif kind == "response.output_item.added":
+        item = event.get("item")
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            parts.append(item["name"])
+    elif isinstance(kind, str) and kind in _TEXT_EVENTS:
+        text = event.get(_TEXT_EVENTS[kind])
+        if isinstance(text, str):
+            parts.append(text)
 
 
 # Captured pieces a stream keeps as they came before they are compressed together.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -203,6 +204,41 @@ def test_cancelled_stream_is_billed_for_what_it_consumed(gw: GatewayServer, upst
     assert record["cost_micro_usd"] == expected_micro(record["prompt_tokens"], record["completion_tokens"])
     # The gateway dropped the upstream connection before it settled; the fake notices on its own thread.
     wait_for(lambda: upstream.disconnects == 1, "the upstream to see its connection dropped", timeout=5)
+
+
+@pytest.mark.parametrize(("path", "body", "text_of"), [
+    ("/v1/messages", {"max_tokens": 500},
+     lambda e: e["delta"].get("text", "") if e.get("type") == "content_block_delta" else ""),
+    ("/v1/responses", {"store": False},
+     lambda e: e["delta"] if e.get("type") == "response.output_text.delta" else ""),
+], ids=["messages", "responses"])
+def test_a_cancelled_stream_of_another_api_is_billed_for_the_text_it_delivered(
+        gw: GatewayServer, path: str, body: dict[str, Any], text_of: Any) -> None:
+    """What a stream captures is in its client's API; the estimate reads that API's events."""
+    words = " ".join(f"w{i}" for i in range(150))
+    content = f"slow {words}"
+    request = {"model": "gpt", "stream": True, **body,
+               **({"input": content} if path == "/v1/responses" else
+                  {"messages": [{"role": "user", "content": content}]})}
+    received, buffer = [], b""
+    with httpx.stream("POST", gw.url + path, headers={"authorization": f"Bearer {KEYS['app']}"},
+                      json=request, timeout=10) as r:
+        assert r.status_code == 200
+        for part in r.iter_raw():
+            buffer += part
+            *events, buffer = buffer.split(b"\n\n")
+            for event in events:
+                data = next((line[5:] for line in event.split(b"\n") if line.startswith(b"data:")), None)
+                if data:
+                    received.append(text_of(json.loads(data)))
+            if sum(1 for t in received if t) >= 8:
+                break
+    (record,) = usage_records(gw, 1)
+    assert record["estimated"] is True
+    counter = TokenCounter()
+    counter.preload()
+    # At least the text the client read; the gateway may have sent a little more before it saw the close.
+    assert record["completion_tokens"] >= counter.count_text("".join(received), "gpt-4o")[0] >= 8
 
 
 def test_an_answer_without_usage_carries_the_cost_it_is_recorded_with(gw: GatewayServer, make_client: Any) -> None:

@@ -32,3 +32,30 @@ def test_the_text_of_a_packed_stream_is_the_text_of_its_events(words: list[str],
         if len(capture) >= PACK_AFTER:
             pack_capture(capture, packed)
     assert text_of_sse(unpacked(packed, capture)) == "".join(words) == text_of_sse(pieces)
+
+
+def sse(*events: dict[str, object]) -> bytes:
+    return b"".join(b"event: x\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+
+
+def test_the_text_of_a_messages_stream_counts_text_thinking_and_tool_calls() -> None:
+    stream = sse({"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+                 {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+                 {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+                 {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s"}},
+                 {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": " hello"}},
+                 {"type": "content_block_start", "index": 2,
+                  "content_block": {"type": "tool_use", "id": "t", "name": "read", "input": {}}},
+                 {"type": "content_block_delta", "index": 2,
+                  "delta": {"type": "input_json_delta", "partial_json": '{"a":'}})
+    assert text_of_sse([stream[:37], stream[37:]]) == 'hm hello' + 'read{"a":'
+
+
+def test_the_text_of_a_responses_stream_counts_text_reasoning_and_tool_calls() -> None:
+    stream = sse({"type": "response.created", "response": {"output": []}},
+                 {"type": "response.reasoning_summary_text.delta", "delta": "think "},
+                 {"type": "response.output_text.delta", "delta": "hi"},
+                 {"type": "response.output_item.added", "item": {"type": "function_call", "name": "ls"}},
+                 {"type": "response.function_call_arguments.delta", "delta": "{}"},
+                 {"type": "response.output_text.done", "text": "hi"})
+    assert text_of_sse([stream]) == "think hils{}"
