@@ -38,15 +38,13 @@ def text_of_sse(chunks: Iterable[bytes]) -> str:
     return "".join(parts)
 
 
-# The events of the Messages and Responses APIs that carry generated text: (type, field).
-_TEXT_EVENTS = {
-    "response.output_text.delta": "delta",
-    "response.refusal.delta": "delta",
-    "response.function_call_arguments.delta": "delta",
-    "response.custom_tool_call_input.delta": "delta",
-    "response.reasoning_summary_text.delta": "delta",
-    "response.reasoning_text.delta": "delta",
-}
+# The Responses API's events whose `delta` is generated text.
+_TEXT_EVENTS = frozenset({
+    "response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta",
+    "response.custom_tool_call_input.delta", "response.reasoning_summary_text.delta",
+    "response.reasoning_text.delta",
+})
+# A Messages content block delta's type → the field holding its text.
 _BLOCK_DELTAS = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
 
@@ -66,8 +64,8 @@ def _collect_event(event: dict[str, Any], parts: list[str]) -> None:
         item = event.get("item")
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             parts.append(item["name"])
-    elif isinstance(kind, str) and kind in _TEXT_EVENTS:
-        text = event.get(_TEXT_EVENTS[kind])
+    elif isinstance(kind, str) and kind in _TEXT_EVENTS:  # (a hostile upstream may send a list)
+        text = event.get("delta")
         if isinstance(text, str):
             parts.append(text)
 

@@ -144,28 +144,14 @@ async def send_stream(scope: Scope, send: Send, receive: Receive, reply: StreamR
     (the provider stops generating) and settles the request. A stream that is already complete has
     nothing to wait for. Once the client has its whole answer (it ends at `data: [DONE]`), the
     provider's end is read without the client (see _end)."""
-    answered = False
-    if reply.complete:
-        try:
-            answered = await _pump(send, reply)
-        finally:
-            await _end(reply, answered)
-        return
-    slot, watcher = _watched(scope, receive)
-    task = slot.task = asyncio.current_task()
-    assert task is not None
+    answered: bool | None = False
     try:
-        if not slot.gone:
+        if reply.complete:
             answered = await _pump(send, reply)
-    except asyncio.CancelledError:
-        if not slot.gone:
-            raise
-        task.uncancel()
+        else:
+            answered = await unless_client_leaves(scope, receive, _pump(send, reply))  # None: it left
     finally:
-        slot.task = None
-        if watcher is not None:
-            watcher.cancel()
-        await _end(reply, answered)
+        await _end(reply, answered is True)
 
 
 async def _pump(send: Send, reply: StreamReply) -> bool:
