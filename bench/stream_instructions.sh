@@ -4,6 +4,7 @@
 # starved gateway reads and writes several tokens at once). The fake upstream of streams.sh sends a
 # token every INTERVAL seconds; CONCURRENCY streams at a time, ROUNDS times after one round of warm-up.
 # Usage: bash bench/stream_instructions.sh     (CONCURRENCY=5 ROUNDS=3 TOKENS=200 INTERVAL=0.02 LOOP=uvloop)
+#        DIALECT=responses bash bench/stream_instructions.sh   # a Responses client, translated (or messages)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -13,6 +14,7 @@ ROUNDS="${ROUNDS:-3}"
 TOKENS="${TOKENS:-200}"
 INTERVAL="${INTERVAL:-0.02}"
 LOOP="${LOOP:-uvloop}"
+DIALECT="${DIALECT:-chat}"
 UP_PORT="${UP_PORT:-18193}"
 GW_PORT="${GW_PORT:-18192}"
 command -v valgrind >/dev/null || { echo "stream_instructions: needs valgrind" >&2; exit 2; }
@@ -45,4 +47,4 @@ for _ in $(seq 600); do
     sleep 0.2
 done
 "$PYTHON" "$HERE/streams.py" count --port "$GW_PORT" --pid "$GW" --out-dir "$WORK" \
-    --concurrency "$CONCURRENCY" --rounds "$ROUNDS" || { tail -20 "$WORK/gateway.log" >&2; exit 1; }
+    --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --dialect "$DIALECT" || { tail -20 "$WORK/gateway.log" >&2; exit 1; }

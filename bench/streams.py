@@ -21,6 +21,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 TOKEN = b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,' \
         b'"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
@@ -28,6 +29,14 @@ DONE = b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m
        b'"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":%d,' \
        b'"total_tokens":%d}}\n\ndata: [DONE]\n\n'
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+# The same question in each client API: its path, its body, and how one forwarded token reads there
+# (the fake upstream speaks Chat Completions: the other two are translated by the gateway).
+DIALECTS: dict[str, tuple[str, dict[str, Any], bytes]] = {
+    "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hello"}]}, b'"content":"tok "'),
+    "responses": ("/v1/responses", {"input": "hello", "store": False}, b'"delta":"tok "'),
+    "messages": ("/v1/messages", {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 1024},
+                 b'"text":"tok "'),
+}
 
 
 def chunk(data: bytes) -> bytes:
@@ -74,7 +83,14 @@ class Level:
         self.done = 0
 
 
-async def one_stream(port: int, path: str, body: bytes, level: Level, ttfts: list[float]) -> None:
+def request_for(dialect: str, model: str) -> tuple[str, bytes, bytes]:
+    """Path, body and token marker of a streamed request in the client API `dialect`."""
+    path, fields, marker = DIALECTS[dialect]
+    return path, json.dumps({"model": model, "stream": True, **fields}).encode(), marker
+
+
+async def one_stream(port: int, path: str, body: bytes, level: Level, ttfts: list[float],
+                     marker: bytes = DIALECTS["chat"][2]) -> None:
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -99,7 +115,7 @@ async def one_stream(port: int, path: str, body: bytes, level: Level, ttfts: lis
             if first:
                 ttfts.append(time.perf_counter() - started)
                 first = False
-            level.tokens += data.count(b'"content":"tok "')
+            level.tokens += data.count(marker)
             tail = (tail + data)[-16:]
             if b"[DONE]" in tail or b"0\r\n\r\n" in tail:
                 level.done += 1
@@ -132,14 +148,14 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def run_level(port: int, path: str, body: bytes, n: int, ramp: float, hold: float,
-                    pid: int | None, burst: int = 0) -> dict[str, object]:
+                    pid: int | None, burst: int = 0, marker: bytes = DIALECTS["chat"][2]) -> dict[str, object]:
     level = Level()
     tasks: set[asyncio.Task[None]] = set()
     stop = False
 
     def start(ramping: bool) -> None:
         task = asyncio.create_task(one_stream(port, path, body, level,
-                                              level.ttft_ramp if ramping else level.ttft_steady))
+                                              level.ttft_ramp if ramping else level.ttft_steady, marker))
         tasks.add(task)
 
         def again(t: asyncio.Task[None]) -> None:
@@ -159,7 +175,7 @@ async def run_level(port: int, path: str, body: bytes, n: int, ramp: float, hold
     cpu = (cpu_seconds(pid) - cpu0) / elapsed if pid else None
     rss = rss_kib(pid) if pid else 0
     if burst:  # new connections all at once on top of the level's streams (issue 19's defect 1)
-        await asyncio.gather(*(one_stream(port, path, body, level, level.ttft_burst) for _ in range(burst)))
+        await asyncio.gather(*(one_stream(port, path, body, level, level.ttft_burst, marker) for _ in range(burst)))
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"streams": n, "tokens_per_s": round(tokens / elapsed), "cpu": round(cpu, 3) if cpu is not None else None,
@@ -190,15 +206,14 @@ async def count(args: argparse.Namespace) -> None:
     """Instructions per forwarded token: `--concurrency` streams at a time, `--rounds` times after
     one round of warm-up, the gateway's counters zeroed before and dumped after (it runs under
     callgrind, started with instrumentation off)."""
-    body = json.dumps({"model": args.model, "stream": True,
-                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    path, body, marker = request_for(args.dialect, args.model)
     callgrind(args.pid, "--instr=on")
     for measured in (False, True):
         if measured:
             callgrind(args.pid, "--zero")
         level = Level()
         for _ in range(args.rounds if measured else 1):
-            await asyncio.gather(*(one_stream(args.port, args.path, body, level, level.ttft_ramp)
+            await asyncio.gather(*(one_stream(args.port, path, body, level, level.ttft_ramp, marker)
                                    for _ in range(args.concurrency)))
         if level.errors:
             raise SystemExit(f"streams: {level.errors} streams failed")
@@ -210,10 +225,9 @@ async def count(args: argparse.Namespace) -> None:
 
 
 async def load(args: argparse.Namespace) -> None:
-    body = json.dumps({"model": args.model, "stream": True,
-                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    path, body, marker = request_for(args.dialect, args.model)
     for n in args.levels:
-        result = await run_level(args.port, args.path, body, n, args.ramp, args.hold, args.pid, args.burst)
+        result = await run_level(args.port, path, body, n, args.ramp, args.hold, args.pid, args.burst, marker)
         print(json.dumps({"target": args.label, **result}), flush=True)
 
 
@@ -232,7 +246,8 @@ def main() -> None:
     up.add_argument("--tokens", type=int, default=200)
     lo = sub.add_parser("load")
     lo.add_argument("--port", type=int, required=True)
-    lo.add_argument("--path", default="/v1/chat/completions")
+    lo.add_argument("--dialect", choices=sorted(DIALECTS), default="chat",
+                    help="the client API (the upstream speaks Chat Completions)")
     lo.add_argument("--model", default="m")
     lo.add_argument("--levels", type=int, nargs="+", default=[100, 500, 1000])
     lo.add_argument("--ramp", type=float, default=2.0)
@@ -242,7 +257,8 @@ def main() -> None:
     lo.add_argument("--burst", type=int, default=0, help="after each level's hold, open this many streams at once")
     co = sub.add_parser("count")
     co.add_argument("--port", type=int, required=True)
-    co.add_argument("--path", default="/v1/chat/completions")
+    co.add_argument("--dialect", choices=sorted(DIALECTS), default="chat",
+                    help="the client API (the upstream speaks Chat Completions)")
     co.add_argument("--model", default="m")
     co.add_argument("--pid", type=int, required=True)
     co.add_argument("--out-dir", required=True)
