@@ -8,8 +8,10 @@ nothing else it acts on, `TextDeltas` keeps the bytes of its SSE event before an
 JSON string (its head and tail). `run` then takes the events in a row that are that head, something,
 that tail (two comparisons each), parses what is between in one go for the whole run (a piece that is
 not one JSON string fails it), and `TextRun.write` puts each string between the dialect's own bytes
-in one formatting. Anything else (another field, a finish reason, usage, reasoning, a tool call, a
-chunk whose other bytes changed) is parsed as before.
+in one formatting. A live stream mostly reads one event at a time: `one` takes a read that is
+exactly one such event, with a few comparisons and the parse of its string, and the encoder writes
+its event from the same template. Anything else (another field, a finish reason, usage, reasoning, a
+tool call, a chunk whose other bytes changed) is parsed as before.
 
 What it saves: most of an encoder's cost per text delta (figures in docs/performance.md). What it
 gives up: chunks that differ in more than their text every time (a per-chunk random field) are never
@@ -56,10 +58,30 @@ class TextDeltas:
     `run(events, start)`: the events from `events[start]` on that are the learned chunk with another
     text, up to the first that is not (count 0 when `events[start]` is not)."""
 
-    __slots__ = ("_head", "_tail")
+    __slots__ = ("_closing", "_head", "_tail")
 
     def __init__(self) -> None:
-        self._head = self._tail = b""  # (no head: nothing learned yet)
+        self._head = self._tail = self._closing = b""  # (no head: nothing learned yet)
+
+    def one(self, data: bytes) -> tuple[bytes, str] | None:
+        """When `data`, a read of the stream that begins at an event's start, is exactly one learned
+        event with another text: its JSON string and its text. This is the usual read of a live
+        stream (a token at a time), answered without the lists and formatting of a run."""
+        head, closing = self._head, self._closing
+        if not head or not data.startswith(head) or not data.endswith(closing):
+            return None
+        string = data[len(head):-len(closing)]
+        # Head and tail hold no newline, so without one in between this is one event, and its string
+        # exactly one JSON string when it parses as a non-empty one with no space around it.
+        if string.find(b"\n") >= 0 or string[:1] != b'"' or string[-1:] != b'"':
+            return None
+        try:
+            text = orjson.loads(string)
+        except orjson.JSONDecodeError:
+            return None
+        if type(text) is not str or not text:
+            return None
+        return string, text
 
     def run(self, events: list[bytes], start: int) -> TextRun:
         head, tail = self._head, self._tail
@@ -107,7 +129,7 @@ class TextDeltas:
         head, tail = event[:start], event[end:]
         if not tail or head.find(b"\\") >= 0 or tail.find(b"\\") >= 0:
             return
-        self._head, self._tail = head, tail
+        self._head, self._tail, self._closing = head, tail, tail + b"\n\n"
 
 
 def _texts(regions: bytes, count: int) -> list[str] | None:

@@ -20,6 +20,11 @@ class SSESplitter:
         self._buffer = events.pop()
         return [event for event in events if event]
 
+    @property
+    def between_events(self) -> bool:
+        """Whether the next read begins at an event's start (nothing of an unfinished one is held)."""
+        return not self._buffer
+
     def rest(self) -> bytes:
         """What is left after the stream ended (an unterminated last event, if any)."""
         rest, self._buffer = self._buffer.strip(), b""

@@ -63,6 +63,11 @@ class StreamEncoder:
         self._usage: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> bytes:
+        if self._open == "text" and self._splitter.between_events:
+            # A live stream's usual read: one more piece of the answer's text (see TextDeltas.one).
+            found = self._deltas.one(data)
+            if found is not None:
+                return _TEXT_DELTA_HEAD % self._next_index + found[0] + _TEXT_DELTA_END
         out: list[bytes] = []
         events = self._splitter.feed(data)
         at, count = 0, len(events)

@@ -125,6 +125,14 @@ class StreamEncoder:
     def feed(self, data: bytes) -> bytes:
         if self._final is not None:
             return b""
+        if self._writing is not None and not self._pending:
+            # A live stream's usual read: one more piece of the answer's text (see TextDeltas.one).
+            found = self._deltas.one(data)
+            if found is not None:
+                string, text = found
+                self._writing.pieces.append(text)
+                self._seq += 1
+                return self._writing.delta_head + string + _TEXT_DELTA_END % (self._seq - 1)
         events = (self._pending + data if self._pending else data).split(b"\n\n")
         self._pending = events.pop()  # the unfinished last event
         # Most events are one more piece of the answer's text, shaped like the one before: taken a run

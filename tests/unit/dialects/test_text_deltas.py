@@ -131,3 +131,32 @@ def test_write_puts_each_string_between_the_dialects_bytes_numbered_in_turn(othe
         {"a": text, "n": first + i} for i, text in enumerate(others)]
     unnumbered = run.write(b"[", b"]\n").splitlines()
     assert [orjson.loads(line) for line in unnumbered] == [[text] for text in others]
+
+
+@settings(max_examples=300)
+@given(text_chunks(), writers, st.binary(max_size=40) | texts.map(str.encode), st.data())
+def test_a_read_taken_as_one_event_is_what_a_run_takes_from_it(chunk: dict[str, Any], write: Any, piece: bytes,
+                                                             data: st.DataObject) -> None:
+    """A read that `one` takes (the learned event, bytes cut out or put in anywhere, with its blank
+    line) is exactly one event, which a run takes with the same string and text."""
+    deltas = TextDeltas()
+    learned = event(write(chunk))
+    deltas.learn(learned, chunk)
+    at = data.draw(st.integers(0, len(learned)))
+    end = data.draw(st.integers(at, min(len(learned), at + 8)))
+    read = learned[:at] + piece + learned[end:] + b"\n\n"
+    found = deltas.one(read)
+    if found is None:
+        return
+    assert read.count(b"\n\n") == 1 and read.endswith(b"\n\n")
+    run = deltas.run([read[:-2]], 0)
+    assert run.count == 1 and (run.strings[0], run.texts[0]) == found
+
+
+@given(text_chunks(), writers, texts)
+def test_the_learned_event_with_another_text_is_taken_as_one(chunk: dict[str, Any], write: Any, text: str) -> None:
+    deltas = TextDeltas()
+    deltas.learn(event(write(chunk)), chunk)
+    found = deltas.one(event(write(with_text(chunk, text))) + b"\n\n")
+    assert found is not None and found[1] == text and orjson.loads(found[0]) == text
+    assert deltas.one(event(write(with_text(chunk, text)))) is None  # (no blank line: not a whole event)

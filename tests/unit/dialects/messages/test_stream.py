@@ -292,3 +292,16 @@ def test_text_deltas_taken_by_their_shape_give_the_events_of_parsed_ones(
 
     chunks, _ = stream
     assert run(chunks) == run([{**c, "x_chunk": n} for n, c in enumerate(chunks)])
+
+
+@settings(max_examples=100)
+@given(canonical_stream())
+def test_a_stream_read_an_event_at_a_time_gives_the_same_bytes(
+        stream: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
+    """A live stream's reads are an event each: the text deltas among them go out one by one (see
+    TextDeltas.one), as they would in a run."""
+    chunks, _ = stream
+    source = sse(chunks)
+    encoder = StreamEncoder(REQUEST, message_id="msg_test")
+    out = b"".join(encoder.feed(event + b"\n\n") for event in source.split(b"\n\n")[:-1])
+    assert out + encoder.finish() == encode(chunks)

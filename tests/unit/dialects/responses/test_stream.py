@@ -167,6 +167,19 @@ def test_any_split_of_the_canonical_stream_gives_the_same_bytes(turn: Turn, cuts
     assert out + split.finish() == expected
 
 
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(turns())
+def test_a_stream_read_an_event_at_a_time_gives_the_same_bytes(turn: Turn) -> None:
+    """A live stream's reads are an event each: the text deltas among them go out one by one (see
+    TextDeltas.one), as they would in a run."""
+    raw = sse(chunks(turn))
+    whole = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
+    expected = whole.feed(raw) + whole.finish()
+    live = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
+    out = b"".join(live.feed(event + b"\n\n") for event in raw.split(b"\n\n")[:-1])
+    assert out + live.finish() == expected
+
+
 def test_the_event_line_and_sequence_numbers_frame_every_event() -> None:
     encoder = StreamEncoder(REQUEST, response_id="resp_t1", created_at=1)
     out = encoder.feed(sse(chunks(Turn(text=["a"])))) + encoder.finish()
