@@ -71,17 +71,9 @@ class TextDeltas:
         if not head or not data.startswith(head) or not data.endswith(closing):
             return None
         string = data[len(head):-len(closing)]
-        # Head and tail hold no newline, so without one in between this is one event, and its string
-        # exactly one JSON string when it parses as a non-empty one with no space around it.
-        if string.find(b"\n") >= 0 or string[:1] != b'"' or string[-1:] != b'"':
-            return None
-        try:
-            text = orjson.loads(string)
-        except orjson.JSONDecodeError:
-            return None
-        if type(text) is not str or not text:
-            return None
-        return string, text
+        # Head and tail hold no newline: without one in between, this is one event.
+        texts = _texts(string, 1) if string.find(b"\n") < 0 else None
+        return (string, texts[0]) if texts is not None else None
 
     def run(self, events: list[bytes], start: int) -> TextRun:
         head, tail = self._head, self._tail

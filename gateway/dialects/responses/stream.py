@@ -131,8 +131,8 @@ class StreamEncoder:
             if found is not None:
                 string, text = found
                 self._writing.pieces.append(text)
-                self._seq += 1
-                return self._writing.delta_head + string + _TEXT_DELTA_END % (self._seq - 1)
+                seq, self._seq = self._seq, self._seq + 1
+                return self._writing.delta_head + string + _TEXT_DELTA_END % seq
         events = (self._pending + data if self._pending else data).split(b"\n\n")
         self._pending = events.pop()  # the unfinished last event
         # Most events are one more piece of the answer's text, shaped like the one before: taken a run
