@@ -130,9 +130,7 @@ class StreamEncoder:
             found = self._deltas.one(data)
             if found is not None:
                 string, text = found
-                self._writing.pieces.append(text)
-                seq, self._seq = self._seq, self._seq + 1
-                return self._writing.delta_head + string + _TEXT_DELTA_END % seq
+                return self._text_delta(self._writing, text, string)
         events = (self._pending + data if self._pending else data).split(b"\n\n")
         self._pending = events.pop()  # the unfinished last event
         # Most events are one more piece of the answer's text, shaped like the one before: taken a run
@@ -310,9 +308,13 @@ class StreamEncoder:
     def _output_text(self, text: str) -> None:
         """A piece of the answer's text (from a chunk that was parsed)."""
         item = self._writing or self._open_part("output_text")
+        self._out.append(self._text_delta(item, text, orjson.dumps(text)))
+
+    def _text_delta(self, item: _Message, text: str, string: bytes) -> bytes:
+        """The output_text.delta event of `text` (`string`: its JSON string), kept for the part's end."""
         item.pieces.append(text)
-        self._out.append(item.delta_head + orjson.dumps(text) + _TEXT_DELTA_END % self._seq)
-        self._seq += 1
+        seq, self._seq = self._seq, self._seq + 1
+        return item.delta_head + string + _TEXT_DELTA_END % seq
 
     def _output_run(self, run: TextRun) -> None:
         """Pieces of the answer's text from chunks that were not parsed (the stream's most frequent
