@@ -164,11 +164,11 @@ def test_a_configmap_symlink_swap_is_picked_up(tmp_path: Path) -> None:
 
 def test_admin_reload_reports_problems_and_keeps_the_config(served: tuple[GatewayServer, Path]) -> None:
     gw, path = served
-    path.write_text(config("dep-a", interval="0").replace("models:", "models: [", 1))  # invalid YAML
+    write_atomically(path, config("dep-a", interval="0").replace("models:", "models: [", 1))  # invalid YAML
     answer = httpx.post(gw.url + "/admin/config/reload", headers={"authorization": "Bearer sk-master-reload"})
     assert answer.status_code == 422
     assert answer.json()["reloaded"] is False and answer.json()["problems"]
-    path.write_text(config("dep-c", interval="0"))
+    write_atomically(path, config("dep-c", interval="0"))
     answer = httpx.post(gw.url + "/admin/config/reload", headers={"authorization": "Bearer sk-master-reload"})
     assert answer.status_code == 200 and answer.json()["reloaded"] is True
     reply = httpx.post(gw.url + "/v1/chat/completions",
@@ -185,7 +185,7 @@ def test_a_reload_applies_the_edge_settings(served: tuple[GatewayServer, Path]) 
     chat = gw.url + "/v1/chat/completions"
 
     def reload(text: str) -> None:
-        path.write_text(text)
+        write_atomically(path, text)
         answer = httpx.post(gw.url + "/admin/config/reload", headers={"authorization": "Bearer sk-master-reload"})
         assert answer.status_code == 200 and answer.json()["reloaded"] is True
 
