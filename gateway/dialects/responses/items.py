@@ -175,9 +175,9 @@ def _output(output: object, where: str, lenient: bool) -> str | list[dict[str, A
 
 
 def _reasoning(builder: _Builder, item: dict[str, Any], spot: str) -> None:
-    texts = [part["text"] for part in item.get("summary") or () if isinstance(part, dict)
-             and isinstance(part.get("text"), str)]
-    texts += [part["text"] for part in item.get("content") or () if isinstance(part, dict)
+    summary, content = _list(item, "summary", spot), _list(item, "content", spot)
+    texts = [part["text"] for part in summary if isinstance(part, dict) and isinstance(part.get("text"), str)]
+    texts += [part["text"] for part in content if isinstance(part, dict)
               and part.get("type") == "reasoning_text" and isinstance(part.get("text"), str)]
     carried = decode_reasoning(item.get("encrypted_content"), f"{spot}.encrypted_content")
     if carried is not None:
@@ -194,6 +194,15 @@ def _string(item: dict[str, Any], name: str, spot: str) -> str:
             raise InvalidRequestError(f"Missing required parameter: '{spot}.{name}'.",
                                       code="missing_required_parameter", param=f"{spot}.{name}")
         raise _invalid(f"{spot}.{name}", "expected a string")
+    return value
+
+
+def _list(item: dict[str, Any], name: str, spot: str) -> list[Any]:
+    value = item.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid(f"{spot}.{name}", "expected an array")
     return value
 
 
