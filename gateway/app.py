@@ -170,7 +170,7 @@ async def reload_from_file(services: Services) -> ReloadOutcome:
     reloads = services.reloads  # --- observability ---
     async with reloads.lock:
         if reloads.watcher is not None:
-            reloads.watcher.changed()  # what is read now is what the watcher saw: no second reload for it
+            reloads.watcher.snapshot()  # what is read now is what the watcher saw: no second reload for it
         return await _reload(services)
 
 
@@ -179,7 +179,9 @@ async def _reload(services: Services) -> ReloadOutcome:
     if services.config_path is None:
         return False, ["the gateway was started without a config file"], current.digest
     try:
-        config = load_config(services.config_path)
+        # An empty file is the embedded defaults at start-up, but as a reload it would drop every model
+        # and the master key: most likely a file caught mid-write, or a mistake.
+        config = load_config(services.config_path, empty_ok=False)
         runtime = await apply_config(services, config)
     except ConfigError as error:
         services.metrics.child(services.metrics.config_reloads, "failure").inc()

@@ -597,18 +597,19 @@ class GatewayConfig(Strict):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+def load_config(path: str | Path, env: dict[str, str] | None = None, *, empty_ok: bool = True) -> GatewayConfig:
     """Read, interpolate, validate and cross-check a config file; raise ConfigError listing every
-    problem with its YAML path. Relative paths in it are read from the file's directory."""
+    problem with its YAML path. Relative paths in it are read from the file's directory. A file with
+    nothing in it (or comments only) is the embedded defaults, or with `empty_ok=False` a problem."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_config(text, env=env, source=str(path), base_dir=Path(path).resolve().parent)
+    return parse_config(text, env=env, source=str(path), base_dir=Path(path).resolve().parent, empty_ok=empty_ok)
 
 
 def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<config>",
-                 base_dir: Path | None = None) -> GatewayConfig:
+                 base_dir: Path | None = None, *, empty_ok: bool = True) -> GatewayConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -616,6 +617,9 @@ def parse_config(text: str, env: dict[str, str] | None = None, source: str = "<c
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"{source}:{where} invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
     if raw is None:
+        if not empty_ok:
+            raise ConfigError([f"{source}: the file is empty (or holds only comments); the running config "
+                               "is kept"])
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping"])

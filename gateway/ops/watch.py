@@ -2,7 +2,11 @@
 when the stat changed), so it works everywhere without new dependencies: plain files edited in
 place or replaced by rename, and Kubernetes ConfigMap volumes, where an update swaps a symlink
 (`..data`) and the file's path never changes: `os.stat` follows the links, so the resolved target's
-inode, size and mtime change, and the hash of the contents decides whether anything really did."""
+inode, size and mtime change, and the hash of the contents decides whether anything really did.
+
+A change counts once the file has held still for one interval (the same stat on two polls in a row):
+an editor or a tool that writes the file in place is not read halfway through, when it may be empty
+or a valid prefix of the new config (no models, no master key)."""
 
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ def content_hash(path: str) -> str | None:
 
 
 class FileWatcher:
-    """Calls `on_change` when any watched file's contents change (checked every `interval` s)."""
+    """Calls `on_change` when any watched file's contents change (checked every `interval` s, a file
+    that is still changing looked at again at the next poll)."""
 
     def __init__(self, paths: Callable[[], Sequence[str]], on_change: Callable[[], Awaitable[object]],
                  interval: float) -> None:
@@ -44,27 +49,36 @@ class FileWatcher:
         self.on_change = on_change
         self.interval = interval
         self._seen: dict[str, tuple[Signature | None, str | None]] = {}
+        self._moving: dict[str, Signature | None] = {}  # the stat a poll saw change, until it holds still
         self._task = Background("config-watcher")
 
     def snapshot(self) -> None:
         """Remember the files as they are now (the loaded config's files)."""
         self._seen = {p: (signature(p), content_hash(p)) for p in self.paths()}
+        self._moving = {}
 
     def changed(self) -> list[str]:
-        """One poll: the files whose contents differ from the snapshot (the snapshot follows)."""
+        """One poll: the files whose contents differ from the snapshot, among those whose stat is the
+        one the poll before saw (the snapshot follows them)."""
         changed: list[str] = []
         paths = list(self.paths())
         for path in paths:
             sig = signature(path)
             old = self._seen.get(path)
             if old is not None and old[0] == sig:
+                self._moving.pop(path, None)
                 continue
+            if path not in self._moving or self._moving[path] != sig:
+                self._moving[path] = sig  # changed since the last poll: maybe still being written
+                continue
+            del self._moving[path]
             digest = content_hash(path) if sig is not None else None
             if old is None or old[1] != digest:
                 changed.append(path)
             self._seen[path] = (sig, digest)
-        for path in set(self._seen) - set(paths):
-            del self._seen[path]
+        for gone in (self._seen, self._moving):
+            for path in set(gone) - set(paths):
+                del gone[path]
         return changed
 
     def start(self) -> None:

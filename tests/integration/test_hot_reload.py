@@ -176,6 +176,19 @@ def test_admin_reload_reports_problems_and_keeps_the_config(served: tuple[Gatewa
     assert reply.headers["x-gateway-deployment"] == "dep-c"
 
 
+def test_an_empty_file_is_refused_by_a_reload(served: tuple[GatewayServer, Path]) -> None:
+    """An empty file is the embedded defaults at start-up; as a reload it would drop every model and
+    the master key (a file caught mid-write, most likely): refused, the running config kept."""
+    gw, path = served
+    write_atomically(path, "# nothing yet\n")
+    answer = httpx.post(gw.url + "/admin/config/reload", headers={"authorization": "Bearer sk-master-reload"})
+    assert answer.status_code == 422 and answer.json()["reloaded"] is False
+    assert "empty" in answer.json()["problems"][0]
+    reply = httpx.post(gw.url + "/v1/chat/completions",
+                       json={"model": "main", "messages": [{"role": "user", "content": "x"}]})
+    assert reply.status_code == 200 and reply.headers["x-gateway-deployment"] == "dep-a"
+
+
 def test_a_reload_applies_the_edge_settings(served: tuple[GatewayServer, Path]) -> None:
     """CORS (like the access log and the auth throttle) lives in the edge, outside the runtime a
     reload swaps: the reload reconfigures it."""

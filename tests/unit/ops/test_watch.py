@@ -26,12 +26,36 @@ def test_unchanged_and_touched_files_are_not_a_change(tmp_path: Path) -> None:
     assert not w.changed()
 
 
-def test_an_edit_in_place_is_a_change_once(tmp_path: Path) -> None:
+def settled(w: FileWatcher) -> list[str]:
+    """The poll that sees a change, then the one after it, which reports it once the file held still."""
+    assert not w.changed()
+    return w.changed()
+
+
+def test_an_edit_in_place_is_a_change_once_the_file_holds_still(tmp_path: Path) -> None:
     path = tmp_path / "a.yaml"
     path.write_text("x: 1\n")
     w = watcher(path)
     path.write_text("x: 2\n")
-    assert w.changed()
+    assert settled(w) == [str(path)]
+    assert not w.changed()
+
+
+def test_a_file_still_being_written_is_read_once_it_holds_still(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("models: {a: 1}\n")
+    w = watcher(path)
+    with path.open("w") as f:  # an editor writing in place: truncated, then written in pieces
+        f.flush()
+        assert not w.changed()  # empty: not read
+        f.write("models:\n")
+        f.flush()
+        os.utime(path, ns=(5, 5))  # (a stat that differs even within the clock's resolution)
+        assert not w.changed()  # a valid prefix: not read either
+        f.write("  b: 2\n")
+    os.utime(path, ns=(6, 6))
+    assert not w.changed()
+    assert w.changed() == [str(path)]  # whole, and the same on two polls
     assert not w.changed()
 
 
@@ -44,7 +68,7 @@ def test_same_size_same_mtime_rewrite_is_seen_through_the_inode(tmp_path: Path) 
     replacement.write_text("x: 2\n")
     os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(replacement, path)
-    assert w.changed()
+    assert settled(w)
 
 
 def test_a_symlink_swap_is_a_change(tmp_path: Path) -> None:
@@ -58,7 +82,7 @@ def test_a_symlink_swap_is_a_change(tmp_path: Path) -> None:
     w = watcher(link)
     os.symlink("v2", tmp_path / "data.tmp")
     os.replace(tmp_path / "data.tmp", tmp_path / "data")
-    assert w.changed()
+    assert settled(w)
 
 
 def test_a_deleted_then_restored_file_is_a_change_each_time(tmp_path: Path) -> None:
@@ -66,9 +90,9 @@ def test_a_deleted_then_restored_file_is_a_change_each_time(tmp_path: Path) -> N
     path.write_text("x: 1\n")
     w = watcher(path)
     path.unlink()
-    assert w.changed()
+    assert settled(w)
     path.write_text("x: 1\n")
-    assert w.changed()
+    assert settled(w)
 
 
 async def test_the_task_calls_back_on_change_and_survives_a_failing_callback(tmp_path: Path) -> None:
