@@ -155,6 +155,18 @@ class Answer(BaseModel):
     sunny: bool
 
 
+def test_bad_input_items_queries_and_echoed_fields_are_400s_naming_them(gw: GatewayServer) -> None:
+    first = client(gw).responses.create(model="mock", input="list me")
+    headers = {"authorization": f"Bearer {KEY}"}
+    for query, param in (("order=sideways", "order"), ("limit=abc", "limit"), ("after=zzz", "after")):
+        answer = httpx.get(f"{gw.url}/v1/responses/{first.id}/input_items?{query}", headers=headers)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+    for field, value in (("store", "yes"), ("metadata", [1]), ("include", 5), ("truncation", "middle")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(gw).responses.create(model="mock", input="x", extra_body={field: value})
+        assert refused.value.param == field
+
+
 def test_parse_with_a_pydantic_model(gw: GatewayServer, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
     oai, _ = upstreams
     seen: list[dict[str, Any]] = []

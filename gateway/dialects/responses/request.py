@@ -9,7 +9,8 @@ Where each field goes:
   same Chat fields; `max_output_tokens` → `max_completion_tokens`; `reasoning.effort` →
   `reasoning_effort`; `text.format` → `response_format`; `text.verbosity` → `verbosity`.
 - `store`, `metadata`, `include`, `previous_response_id`, `truncation`, `reasoning.summary` shape the
-  gateway's answer and what it stores, not the provider call: the encoders read them from the body.
+  gateway's answer and what it stores, not the provider call: checked here, and the encoders read
+  them from the body.
 - `background`, `conversation` and `prompt` need OpenAI-side state: a 400. Other fields are not
   carried (they pass through only when the deployment speaks Responses itself).
 """
@@ -29,6 +30,8 @@ _STATEFUL = {
     "prompt": "stored prompt templates",
 }
 _PASSED = ("user", "safety_identifier", "service_tier", "prompt_cache_key")
+_METADATA_PAIRS, _METADATA_KEY, _METADATA_VALUE = 16, 64, 512  # OpenAI's bounds
+_SUMMARIES = ("auto", "concise", "detailed")
 
 
 # The refusals that only matter when the request is translated: a deployment that speaks Responses
@@ -104,10 +107,36 @@ def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
     for name in _PASSED:
         if body.get(name) is not None:
             out[name] = _str(body, name)
+    _answer_fields(body)
     # Every field of `out` was checked above, in the client's own terms (a 400 names the Responses
     # field, not the canonical one it became), so the canonical schema is not run again: a property
     # test holds that whatever this accepts, the canonical schema accepts (as for Messages).
     return out
+
+
+def _answer_fields(body: dict[str, Any]) -> None:
+    """The fields that shape the gateway's answer and what it stores, not the provider call: echoed in
+    the response object (which the SDKs type), so checked here as OpenAI checks them."""
+    store = body.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise _invalid("store", "expected a boolean")
+    include = body.get("include")
+    if include is not None and not (isinstance(include, list) and all(isinstance(x, str) for x in include)):
+        raise _invalid("include", "expected an array of strings")
+    metadata = body.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and len(metadata) <= _METADATA_PAIRS and all(
+            len(key) <= _METADATA_KEY and isinstance(value, str) and len(value) <= _METADATA_VALUE
+            for key, value in metadata.items())):
+        raise _invalid("metadata", f"expected an object of at most {_METADATA_PAIRS} string values (keys up to "
+                                   f"{_METADATA_KEY} characters, values up to {_METADATA_VALUE})")
+    truncation = body.get("truncation")
+    if truncation is not None and truncation not in ("auto", "disabled"):
+        raise _invalid("truncation", "expected 'auto' or 'disabled'")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise _invalid("stream_options", "expected an object")
+    calls = body.get("max_tool_calls")
+    if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or calls < 1):
+        raise _invalid("max_tool_calls", "expected a positive integer")
 
 
 def _input(value: object, lenient: bool) -> list[dict[str, Any]]:
@@ -157,6 +186,9 @@ def _reasoning(reasoning: object, out: dict[str, Any]) -> None:
         if effort not in EFFORTS:
             raise _invalid("reasoning.effort", "expected one of " + ", ".join(f"'{e}'" for e in EFFORTS))
         out["reasoning_effort"] = effort
+    summary = reasoning.get("summary")
+    if summary is not None and summary not in _SUMMARIES:
+        raise _invalid("reasoning.summary", "expected 'auto', 'concise' or 'detailed'")
 
 
 def _text(text: object, out: dict[str, Any]) -> None:

@@ -157,6 +157,14 @@ def test_custom_tools_files_and_choices() -> None:
     ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name",
      "missing_required_parameter"),
     ({"model": "m", "input": "x", "background": True}, "background", "unsupported_parameter"),
+    ({"model": "m", "input": "x", "store": "yes"}, "store", "invalid_value"),
+    ({"model": "m", "input": "x", "include": "reasoning.encrypted_content"}, "include", "invalid_value"),
+    ({"model": "m", "input": "x", "metadata": {"k": 1}}, "metadata", "invalid_value"),
+    ({"model": "m", "input": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "invalid_value"),
+    ({"model": "m", "input": "x", "truncation": "middle"}, "truncation", "invalid_value"),
+    ({"model": "m", "input": "x", "stream": True, "stream_options": 3}, "stream_options", "invalid_value"),
+    ({"model": "m", "input": "x", "max_tool_calls": 0}, "max_tool_calls", "invalid_value"),
+    ({"model": "m", "input": "x", "reasoning": {"summary": "long"}}, "reasoning.summary", "invalid_value"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}, "tools": [
         {"type": "function", "name": "f"}]}, "tool_choice.type", "unsupported_tool_type"),
 ])
