@@ -12,7 +12,7 @@ operations (store_redis.py, store_memory.py) in one round trip each; the pipelin
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from gateway.config import ResponsesConfig
 from gateway.conversations import records
@@ -86,8 +86,9 @@ class Conversations:
         return items
 
     async def input_items(self, response_id: str, owner: str, *, after: str | None = None, limit: int = 20,
-                          order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
-        """The page `GET /v1/responses/{id}/input_items` answers. Raises ResponseNotFoundError."""
+                          order: str = "desc") -> dict[str, Any]:
+        """The page `GET /v1/responses/{id}/input_items` answers (`order`: asc or desc, else a 400).
+        Raises ResponseNotFoundError."""
         if not 1 <= limit <= 100:
             raise InvalidRequestError("Invalid value for 'limit': expected an integer from 1 to 100.",
                                       code="invalid_value", param="limit")

@@ -4,8 +4,6 @@ calling key: another key's response is simply not found."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import orjson
 from starlette.types import Receive, Scope, Send
 
@@ -38,7 +36,7 @@ class StoredResponseEndpoint:
             query = _query(scope)
             body = await conversations.input_items(response_id, owner, after=query.get("after"),
                                                    limit=_limit(query.get("limit")),
-                                                   order=_order(query.get("order")))
+                                                   order=query.get("order", "desc"))
         elif method == "DELETE":
             if not await conversations.delete(response_id, owner):
                 raise ResponseNotFoundError(response_id)
@@ -77,15 +75,6 @@ def _query(scope: Scope) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-
-
-def _order(value: str | None) -> Literal["asc", "desc"]:
-    if value is None or value == "desc":
-        return "desc"
-    if value == "asc":
-        return "asc"
-    raise InvalidRequestError("Invalid value for 'order': expected 'asc' or 'desc'.", code="invalid_value",
-                              param="order")
 
 
 def _limit(value: str | None) -> int:
