@@ -116,7 +116,8 @@ def _sampling(body: dict[str, Any], out: dict[str, Any], notes: Untranslatable) 
 
 def _tools(body: dict[str, Any], out: dict[str, Any], notes: Untranslatable) -> None:
     tools: list[dict[str, Any]] = []
-    for i, tool in enumerate(array(body.get("tools") or [], "tools")):
+    given = body.get("tools")
+    for i, tool in enumerate(array(given, "tools") if given is not None else ()):
         at = f"tools[{i}]"
         tool = obj(tool, at)
         kind = tool.get("type", "custom")

@@ -204,6 +204,7 @@ def test_what_the_canonical_form_cannot_carry_is_a_400_naming_the_field(fields: 
     (body(output_config={"effort": "extreme"}), "output_config.effort",
      "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"),
     (body(tools=[{"name": "f"}]), "tools[0].input_schema", "tools.0.input_schema: Field required"),
+    (body(tools={}), "tools", "tools: Input should be a valid list"),
     (body(tool_choice={"type": "sometimes"}), "tool_choice.type",
      "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"),
     (body(stream="yes"), "stream", "stream: Input should be a valid boolean"),
