@@ -169,9 +169,13 @@ async def reload_from_file(services: Services) -> ReloadOutcome:
     Reloads (file watcher, SIGHUP, admin API) run one at a time."""
     reloads = services.reloads  # --- observability ---
     async with reloads.lock:
-        if reloads.watcher is not None:
-            reloads.watcher.snapshot()  # what is read now is what the watcher saw: no second reload for it
-        return await _reload(services)
+        watcher = reloads.watcher
+        if watcher is not None:
+            watcher.snapshot()  # what is read now is what the watcher saw: no second reload for it
+        outcome = await _reload(services)
+        if watcher is not None:
+            watcher.track_new()  # nor for a file the new config names
+        return outcome
 
 
 async def _reload(services: Services) -> ReloadOutcome:

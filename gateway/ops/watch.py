@@ -58,28 +58,40 @@ class FileWatcher:
         self._moving = {}
 
     def changed(self) -> list[str]:
-        """One poll: the files whose contents differ from the snapshot, among those whose stat is the
-        one the poll before saw (the snapshot follows them)."""
-        changed: list[str] = []
+        """One poll: the files whose contents differ from the snapshot, once every file that changed
+        has the stat the poll before saw (a reload reads them all: the config and the price table it
+        names may be written one after the other). The snapshot follows them."""
         paths = list(self.paths())
+        for gone in (self._seen, self._moving):
+            for path in set(gone) - set(paths):
+                del gone[path]
+        still = True
         for path in paths:
             sig = signature(path)
             old = self._seen.get(path)
             if old is not None and old[0] == sig:
                 self._moving.pop(path, None)
-                continue
-            if path not in self._moving or self._moving[path] != sig:
+            elif path not in self._moving or self._moving[path] != sig:
                 self._moving[path] = sig  # changed since the last poll: maybe still being written
-                continue
-            del self._moving[path]
+                still = False
+        if not still:
+            return []
+        changed: list[str] = []
+        for path, sig in self._moving.items():
+            old = self._seen.get(path)
             digest = content_hash(path) if sig is not None else None
             if old is None or old[1] != digest:
                 changed.append(path)
             self._seen[path] = (sig, digest)
-        for gone in (self._seen, self._moving):
-            for path in set(gone) - set(paths):
-                del gone[path]
+        self._moving = {}
         return changed
+
+    def track_new(self) -> None:
+        """Remember files the watched list gained (a reload that named a new price table): they are
+        what was just loaded, not a change."""
+        for path in self.paths():
+            if path not in self._seen:
+                self._seen[path] = (signature(path), content_hash(path))
 
     def start(self) -> None:
         if not self._task.running and self.interval > 0:

@@ -36,7 +36,7 @@ def test_an_edit_in_place_is_a_change_once_the_file_holds_still(tmp_path: Path) 
     path = tmp_path / "a.yaml"
     path.write_text("x: 1\n")
     w = watcher(path)
-    path.write_text("x: 2\n")
+    path.write_text("x: 22\n")
     assert settled(w) == [str(path)]
     assert not w.changed()
 
@@ -125,3 +125,30 @@ async def test_interval_zero_never_starts(tmp_path: Path) -> None:
     w.start()
     assert not w._task.running
     await w.stop()
+
+
+def test_nothing_is_reported_while_any_watched_file_is_still_changing(tmp_path: Path) -> None:
+    config, prices = tmp_path / "gateway.yaml", tmp_path / "prices.yaml"
+    config.write_text("x: 1\n")
+    prices.write_text("p: 1\n")
+    w = watcher(config, prices)
+    config.write_text("x: 22\n")  # (each edit changes the size: the stat differs within the clock's tick)
+    assert not w.changed()
+    prices.write_text("p: 2, q: 3\n")  # the price table written after the config: a reload reads both
+    assert not w.changed()  # the config held still, the prices did not
+    assert sorted(w.changed()) == sorted([str(config), str(prices)])
+    assert not w.changed()
+
+
+def test_a_file_the_list_gains_is_tracked_not_reported(tmp_path: Path) -> None:
+    config, prices = tmp_path / "gateway.yaml", tmp_path / "prices.yaml"
+    config.write_text("x: 1\n")
+    prices.write_text("p: 1\n")
+    watched = [str(config)]
+    w = FileWatcher(lambda: watched, _noop, interval=0.01)
+    w.snapshot()
+    watched.append(str(prices))  # a reload loaded a config that names a price table
+    w.track_new()
+    assert not w.changed() and not w.changed()
+    prices.write_text("p: 22\n")
+    assert settled(w) == [str(prices)]
