@@ -42,7 +42,9 @@ item = either(st.one_of(
                            "call_id": either(name), "output": content}),
     st.fixed_dictionaries({"type": st.just("reasoning"),
                            "summary": either(st.lists(st.builds(lambda t: {"type": "summary_text", "text": t},
-                                                                st.text()), max_size=2))}),
+                                                                st.text()), max_size=2))},
+                          optional={"content": either(st.lists(st.builds(
+                              lambda t: {"type": "reasoning_text", "text": t}, st.text()), max_size=2))}),
 ))
 tool = either(st.one_of(
     st.fixed_dictionaries({"type": st.just("function"), "name": either(name)},
@@ -64,15 +66,19 @@ responses_body = st.fixed_dictionaries(
         "top_logprobs": either(st.integers(0, 20)), "tools": either(st.lists(tool, max_size=3)),
         "tool_choice": either(st.one_of(st.sampled_from(["auto", "none", "required"]),
                                         st.builds(lambda n: {"type": "function", "name": n}, name))),
-        "reasoning": either(st.fixed_dictionaries({}, optional={"effort": either(st.sampled_from(["low", "high"])),
-                                                                "summary": either(st.just("auto"))})),
+        "reasoning": either(st.fixed_dictionaries({}, optional={
+            "effort": either(st.sampled_from(["low", "high"])),
+            "summary": either(st.sampled_from(["auto", "concise", "detailed"]))})),
         "text": either(st.fixed_dictionaries({}, optional={
             "verbosity": either(st.sampled_from(["low", "medium", "high"])),
             "format": either(st.one_of(st.just({"type": "text"}), st.just({"type": "json_object"}),
                                        st.builds(lambda n: {"type": "json_schema", "name": n, "schema": {}},
                                                  either(name))))})),
         "user": either(st.text(max_size=4)), "prompt_cache_key": either(st.text(max_size=4)),
-        "store": either(st.booleans()), "metadata": either(st.just({"a": "b"})),
+        "store": either(st.booleans()), "include": either(st.lists(st.just("reasoning.encrypted_content"), max_size=1)),
+        "metadata": either(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4)),
+        "truncation": either(st.sampled_from(["auto", "disabled"])), "stream_options": either(st.just({})),
+        "max_tool_calls": either(st.integers(1, 5)),
     })
 
 

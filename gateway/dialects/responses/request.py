@@ -89,17 +89,19 @@ def parse_request(body: object, history: list[dict[str, Any]] | None = None, *,
         out["stream"] = stream
         if stream:
             out["stream_options"] = {"include_usage": True}
+    # The choice is checked with tools or without (the response object echoes it); without tools only
+    # `none` means something to the provider.
+    try:
+        choice = convert_tool_choice(body.get("tool_choice"), names)
+    except InvalidRequestError as error:
+        if not (drop_builtin_tools and error.code in UNTRANSLATABLE):
+            raise
+        choice = None
     if tools:
         out["tools"] = tools
-        try:
-            choice = convert_tool_choice(body.get("tool_choice"), names)
-        except InvalidRequestError as error:
-            if not (drop_builtin_tools and error.code in UNTRANSLATABLE):
-                raise
-            choice = None
         if choice is not None:
             out["tool_choice"] = choice
-    elif body.get("tool_choice") == "none":
+    elif choice == "none":
         out["tool_choice"] = "none"
     _sampling(body, out)
     _reasoning(body.get("reasoning"), out)

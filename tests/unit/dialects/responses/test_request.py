@@ -166,6 +166,7 @@ def test_custom_tools_files_and_choices() -> None:
     ({"model": "m", "input": "x", "stream": True, "stream_options": 3}, "stream_options", "invalid_value"),
     ({"model": "m", "input": "x", "max_tool_calls": 0}, "max_tool_calls", "invalid_value"),
     ({"model": "m", "input": "x", "reasoning": {"summary": "long"}}, "reasoning.summary", "invalid_value"),
+    ({"model": "m", "input": "x", "tool_choice": 5}, "tool_choice", "invalid_value"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}, "tools": [
         {"type": "function", "name": "f"}]}, "tool_choice.type", "unsupported_tool_type"),
 ])
@@ -199,7 +200,7 @@ def test_agents_sdk_tool_round_trip(run: str) -> None:
 # or give a canonical request the schema takes.
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(responses_body, st.booleans())
 def test_whatever_is_accepted_is_a_valid_canonical_request(body: dict[str, Any], lenient: bool) -> None:
     try:
