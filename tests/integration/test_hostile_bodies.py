@@ -23,6 +23,11 @@ CALLS = st.one_of(
 )
 
 
+# What the last event of a stream that ended as a whole answer (not a failure) holds, in each API.
+ENDS = {"/v1/responses": b'"type":"response.completed"', "/v1/messages": b'{"type":"message_stop"}',
+        "/v1/chat/completions": b"data: [DONE]"}
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     with GatewayServer(MOCK_CONFIG) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
@@ -39,6 +44,9 @@ def test_no_body_gets_a_5xx_and_every_refusal_is_in_the_clients_shape(
     answer = client.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
     assert answer.status_code < 500, answer.text
     if answer.status_code == 200:
+        if answer.headers["content-type"].startswith("text/event-stream"):  # it ended as a whole answer
+            last = answer.content.rstrip().rsplit(b"\n\n", 1)[-1]
+            assert ENDS[path] in last, answer.text[-300:]
         return
     assert answer.status_code == 400, answer.text
     error = answer.json()
